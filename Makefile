@@ -1,0 +1,32 @@
+# make test | make demo | make bench — each creates the virtualenv it needs.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# Python 3.12 matches the Lambda runtime in zappa_settings.json.
+PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.13 python3; do \
+	  $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: venv test lint demo bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt test-requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r test-requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+lint: venv
+	$(BIN)/flake8
+
+test: venv lint
+	AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest --cov=api --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+demo: venv
+	$(BIN)/python -m tests.demo
+
+bench: venv
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .venv-lambda build .pytest_cache .coverage

@@ -1,0 +1,60 @@
+"""Zappa-era authentication: `Authorization: Bearer <JWT>`, HS256 only.
+
+The JWT is signed with the relay's `SECRET_KEY` by `jwt dev`; its payload
+carries the provider credential (e.g. `{"key": "..."}`) and, optionally,
+`CTR_ENTITIES_LIMIT`. Reasons follow Cisco's relays word for word.
+"""
+from api.errors import AuthorizationError
+
+ALGORITHMS = ["HS256"]
+
+HEADER_MISSING = "Authorization header is missing"
+WRONG_TYPE = "Wrong authorization type"
+WRONG_STRUCTURE = "Wrong JWT structure"
+WRONG_PAYLOAD = "Wrong JWT payload structure"
+WRONG_KEY = "Failed to decode JWT with provided key"
+SECRET_MISSING = "SECRET_KEY is missing"
+EXPIRED = "JWT has expired"
+NOT_YET_VALID = "JWT is not yet valid"
+
+
+def bearer_token(header):
+    """The token of an `Authorization: Bearer <token>` header value."""
+    if header is None:
+        raise AuthorizationError(HEADER_MISSING)
+    parts = header.split()
+    if not parts or parts[0].lower() != "bearer":
+        raise AuthorizationError(WRONG_TYPE)
+    if len(parts) != 2:
+        raise AuthorizationError(WRONG_STRUCTURE)
+    return parts[1]
+
+
+def decode(token, secret_key):
+    """Verified claims of `token`; `exp`/`nbf` are honoured when present."""
+    import jwt  # PyJWT, imported on first use to keep cold starts short
+
+    if not secret_key:
+        raise AuthorizationError(SECRET_MISSING)
+    try:
+        claims = jwt.decode(token, secret_key, algorithms=ALGORITHMS,
+                            options={"verify_aud": False})
+    except jwt.ExpiredSignatureError:
+        raise AuthorizationError(EXPIRED) from None
+    except jwt.ImmatureSignatureError:
+        raise AuthorizationError(NOT_YET_VALID) from None
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+        raise AuthorizationError(WRONG_KEY) from None
+    except jwt.InvalidTokenError:
+        raise AuthorizationError(WRONG_STRUCTURE) from None
+    if not isinstance(claims, dict):
+        raise AuthorizationError(WRONG_PAYLOAD)
+    return claims
+
+
+def require_claims(claims, names):
+    """Check that every credential claim is a non-blank string."""
+    for name in names:
+        value = claims.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise AuthorizationError(WRONG_PAYLOAD)

@@ -1,0 +1,46 @@
+"""Per-request state, passed down explicitly (never kept in module globals)."""
+import hashlib
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from api.errors import RequestTimeoutError
+from api.settings import Settings
+
+# Smallest time worth spending on an upstream call near the deadline.
+_MIN_CALL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is asking (claims), under which settings, until when."""
+
+    provider: str
+    settings: Settings
+    claims: Mapping = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    entities_limit: int = 100
+    deadline: float = field(default_factory=lambda: time.monotonic() + 20.0)
+
+    @property
+    def key(self):
+        """The provider credential from the JWT (`key` claim), if any."""
+        return self.claims.get("key")
+
+    @property
+    def credential_id(self):
+        """A short, non-reversible tag of the credential for rate-limit state."""
+        raw = "|".join(f"{k}={v}" for k, v in sorted(self.claims.items()))
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def remaining(self):
+        return self.deadline - time.monotonic()
+
+    def timeout(self):
+        """Timeout for the next upstream call: per-call limit, within the deadline."""
+        remaining = self.remaining()
+        if remaining < _MIN_CALL_SECONDS:
+            raise RequestTimeoutError(
+                f"The relay's {self.settings.deadline:g} s deadline passed before "
+                f"{self.provider} answered")
+        return min(self.settings.http_timeout, remaining)

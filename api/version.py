@@ -1,0 +1,3 @@
+"""The relay's version: the one place it is written."""
+
+VERSION = "1.0.0"

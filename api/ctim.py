@@ -119,6 +119,11 @@ def verdict(observable, disposition, valid, judgement_id=None):
     return doc
 
 
+def disposition_rank(disposition):
+    """Sort key of CTIM's tie-break: Clean first, Unknown last."""
+    return _TIE_BREAK[disposition]
+
+
 def best_judgement(judgements):
     """The judgement CTIM would pick for the verdict: priority, then tie-break."""
     if not judgements:

@@ -58,3 +58,9 @@ class ProviderUnavailableError(RelayError):
 
 class HealthCheckError(RelayError):
     code = "health check failed"
+
+
+class ConfigurationError(RelayError):
+    """A relay setting the request needs is missing or wrong."""
+
+    code = "configuration error"

@@ -134,7 +134,8 @@ def semantic_errors(body, requested=None, limit=None):
         per_observable = Counter()
         for key in ("judgements", "sightings"):
             for doc in data.get(key, {}).get("docs", []):
-                observables = [doc["observable"]] if "observable" in doc else doc.get("observables", [])
+                observables = ([doc["observable"]] if "observable" in doc
+                               else doc.get("observables", []))
                 for obs in observables:
                     per_observable[(key, obs["type"], obs["value"])] += 1
         over = [m for m, n in per_observable.items() if n > limit]
@@ -149,8 +150,13 @@ def list_item_errors(body):
     items = body.get("data")
     if not isinstance(items, list):
         return problems
-    ids = Counter(item.get("id") for item in items)
-    problems += [f"duplicate item id {i}" for i, n in ids.items() if n > 1]
+
+    def key(item):
+        params = item.get("query-params", {})
+        return (item.get("id"), params.get("observable_type"), params.get("observable_value"))
+
+    ids = Counter(key(item) for item in items)
+    problems += [f"duplicate item id {k}" for k, n in ids.items() if n > 1]
     for item in items:
         for name, value in item.get("query-params", {}).items():
             if not isinstance(value, str):

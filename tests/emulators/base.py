@@ -1,8 +1,12 @@
 """A threaded loopback HTTP server hosting one provider emulator."""
+import logging
 import threading
 import time
 
 from werkzeug.serving import make_server
+
+# The emulators' access log would drown test and demo output.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
 class Emulator:

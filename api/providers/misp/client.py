@@ -1,0 +1,136 @@
+"""HTTP access to a MISP instance (REST API, `Authorization: <key>`)."""
+from api import http
+from api.errors import (AuthorizationError, ConfigurationError, NotFoundError,
+                        RelayError, ServiceUnavailableError, TooManyRequestsError,
+                        UnexpectedResponseError)
+
+TITLE = "MISP"
+
+
+def base_url(ctx):
+    url = ctx.settings.get_url("API_URL")
+    if not url:
+        raise ConfigurationError(
+            "API_URL is not set: the relay does not know which MISP to ask")
+    return url
+
+
+def _tls(ctx):
+    """`verify` for requests: a CA bundle path, or MISP_VERIFY_TLS (default on)."""
+    bundle = ctx.settings.get_str("MISP_CA_BUNDLE")
+    if bundle:
+        return bundle
+    return ctx.settings.get_bool("MISP_VERIFY_TLS", True)
+
+
+class MispGate(http.RateGate):
+    """MISP's optional per-role rate limit: X-Rate-Limit-Remaining/-Reset."""
+
+    def observe(self, response):
+        remaining = response.headers.get("X-Rate-Limit-Remaining")
+        reset = response.headers.get("X-Rate-Limit-Reset")
+        if response.status_code == 429 or remaining == "0":
+            try:
+                seconds = float(reset)
+            except (TypeError, ValueError):
+                seconds = http.retry_after(response, 60.0)
+            self.block(seconds, f"MISP rate limit reached; it resets in {seconds:.0f} s")
+
+
+def _message(response):
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("name") or "").strip()
+    return ""
+
+
+def _raise_for_status(response):
+    status = response.status_code
+    if status == 200:
+        return
+    detail = _message(response)
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        raise AuthorizationError(f"MISP rejected the API key (HTTP {status}{suffix})")
+    if status == 405 and "permission" in detail.lower():
+        raise AuthorizationError(f"MISP refused the request (HTTP 405{suffix})")
+    if status == 429:
+        raise TooManyRequestsError(f"MISP rate limit exceeded{suffix}")
+    if status == 404:
+        raise NotFoundError(f"MISP answered 404 for {response.request.path_url.split('?')[0]}"
+                            " - check API_URL")
+    if status >= 500:
+        raise ServiceUnavailableError(f"MISP answered HTTP {status}{suffix}")
+    raise UnexpectedResponseError(f"MISP answered HTTP {status}{suffix}")
+
+
+def _send(ctx, method, path, payload=None):
+    url = f"{base_url(ctx)}/{path}"
+    return http.request(
+        ctx, TITLE, method, url, session_name="misp",
+        gate=MispGate.for_credential("misp", ctx),
+        json=payload, verify=_tls(ctx),
+        headers={"Authorization": ctx.key, "Accept": "application/json",
+                 "Content-Type": "application/json"})
+
+
+def call(ctx, method, path, payload=None):
+    """One authenticated MISP call; returns the decoded JSON body."""
+    response = _send(ctx, method, path, payload)
+    _raise_for_status(response)
+    return http.json_body(response, TITLE)
+
+
+def search_events(ctx, values, limit, page, sightings=True):
+    """`POST /events/restSearch` for any of `values`; a list of Event dicts."""
+    payload = {
+        "returnFormat": "json",
+        "value": list(values),
+        "limit": limit,
+        "page": page,
+        "includeSightings": 1 if sightings else 0,
+        "includeEventTags": 1,
+        "enforceWarninglist": 1 if ctx.settings.get_bool("MISP_ENFORCE_WARNINGLIST", False) else 0,
+    }
+    if ctx.settings.get_bool("MISP_PUBLISHED_ONLY", False):
+        payload["published"] = 1
+    body = call(ctx, "POST", "events/restSearch", payload)
+    if isinstance(body, dict) and isinstance(body.get("response"), list):
+        body = body["response"]
+    if not isinstance(body, list):
+        raise UnexpectedResponseError(
+            "MISP restSearch answer has no event list; its data structure changed")
+    events = []
+    for item in body:
+        event = item.get("Event") if isinstance(item, dict) else None
+        if not isinstance(event, dict):
+            raise UnexpectedResponseError(
+                "MISP restSearch item is not an Event; its data structure changed")
+        events.append(event)
+    return events
+
+
+def version(ctx):
+    body = call(ctx, "GET", "servers/getVersion")
+    if not isinstance(body, dict) or "version" not in body:
+        raise UnexpectedResponseError("MISP getVersion answer has no version")
+    return body["version"]
+
+
+def add_sighting(ctx, value, sighting_type, source):
+    """`POST /sightings/add` by value: type 0 sighting, 1 false positive."""
+    response = _send(ctx, "POST", "sightings/add",
+                     {"value": value, "type": sighting_type, "source": source})
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    # MISP answers "saved": false (with a 4xx) when no attribute has the value.
+    if isinstance(body, dict) and body.get("saved") is False:
+        reason = body.get("message") or body.get("name") or "no reason given"
+        raise RelayError(f"MISP did not add the sighting: {reason}")
+    _raise_for_status(response)
+    return http.json_body(response, TITLE)

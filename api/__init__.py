@@ -12,6 +12,10 @@ def create_app():
     from api import providers
     from api.routes import bp
 
+    # urllib3 logs request URLs at DEBUG, and some providers take the API key
+    # as a query parameter: keep it quiet whatever the Lambda's log level.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
     app = Flask(__name__)
     app.url_map.strict_slashes = False
     app.json.sort_keys = False

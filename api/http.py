@@ -32,7 +32,7 @@ def session(name, pool_size=64):
 
         # Retry only what is safe and cheap: failed connects, and one retry of
         # an idempotent GET answered 502/503/504. 429 is handled by RateGate.
-        retry = Retry(total=2, connect=2, read=0, status=1, other=0,
+        retry = Retry(total=2, connect=2, read=False, status=1, other=0,
                       status_forcelist=(502, 503, 504),
                       allowed_methods=frozenset({"GET", "HEAD"}),
                       backoff_factor=0.1, raise_on_status=False,

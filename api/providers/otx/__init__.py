@@ -1,0 +1,4 @@
+"""AlienVault OTX: pulses holding the observables, as CTIM."""
+from api.providers.otx.provider import OtxProvider
+
+PROVIDER = OtxProvider()

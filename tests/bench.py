@@ -18,7 +18,7 @@ import requests
 
 from api import cli
 from tests.ctim_check import ROOT
-from tests.emulators import NAMES, base, load
+from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn
 
 LATENCY = 0.1
@@ -117,13 +117,8 @@ def zip_size():
 
 def main():
     secret = cli.generate_secret()
-    env = {"SECRET_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"}
-    emulators = {}
-    for name in NAMES:
-        module = load(name)
-        if module is not None:
-            emulators[name] = base.start(name)
-            env[module.ENV_VAR] = emulators[name].url
+    emulators, env = base.start_all()
+    env.update({"SECRET_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"})
     process, relay = spawn(env)
     cpu = {}
     try:

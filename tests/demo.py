@@ -11,7 +11,7 @@ import requests
 
 from api import cli, providers
 from tests.ctim_check import ROOT, check
-from tests.emulators import NAMES, base, load
+from tests.emulators import base
 from tests.relay_server import spawn
 
 
@@ -41,13 +41,8 @@ def counts_for(data, observable):
 def main():
     observables = json.loads((ROOT / "observables.json").read_text())
     secret = cli.generate_secret()
-    env = {"SECRET_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"}
-    emulators = {}
-    for name in NAMES:
-        module = load(name)
-        if module is not None:
-            emulators[name] = base.start(name)
-            env[module.ENV_VAR] = emulators[name].url
+    emulators, env = base.start_all()
+    env.update({"SECRET_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"})
     process, relay = spawn(env)
     invalid = 0
     try:

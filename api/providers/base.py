@@ -5,9 +5,23 @@ A provider package subclasses `Provider`, fills in the declaration block
 routes it supports. Routes it does not support answer the contract's empty
 result (`supports()` is false), never an error.
 """
+from urllib.parse import quote
+
 from api import engine
 from api.bundle import Bundle
 from api.errors import InvalidArgumentError
+
+
+def refer_item(module, kind, observable, title, description, url, categories):
+    """A refer link with the contract's id `ref-<module>-<kind>-<type>-<value>`."""
+    return {
+        "id": (f"ref-{module}-{kind}-{quote(observable['type'], safe='')}-"
+               f"{quote(observable['value'], safe='')}"),
+        "title": title,
+        "description": description,
+        "url": url,
+        "categories": list(categories),
+    }
 
 
 class Outcome:

@@ -90,3 +90,17 @@ def start(name):
     if module is None:
         raise LookupError(f"no emulator for provider '{name}'")
     return Emulator(module).start()
+
+
+def start_all():
+    """Start every provider's emulator; returns ({name: Emulator}, relay env)."""
+    from tests.emulators import NAMES, load
+
+    emulators = {}
+    env = {}
+    for name in NAMES:
+        module = load(name)
+        if module is not None:
+            emulators[name] = start(name)
+            env[module.ENV_VAR] = emulators[name].url
+    return emulators, env

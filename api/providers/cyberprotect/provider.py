@@ -8,7 +8,7 @@ Lambda is not an open proxy.
 from urllib.parse import quote, urlencode
 
 from api.bundle import Bundle
-from api.providers.base import Provider
+from api.providers.base import Provider, refer_item
 from api.providers.cyberprotect import client, mapping
 
 HUMAN_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain"}
@@ -64,13 +64,10 @@ class CyberprotectProvider(Provider):
         links = []
         for obs in observables:
             name = HUMAN_NAMES[obs["type"]]
-            links.append({
-                "id": f"ref-cyberprotect-search-{obs['type']}-{quote(obs['value'], safe='')}",
-                "title": f"Search for this {name}",
-                "description": f"Lookup this {name} on {self.title}",
-                "url": self.search_url(ctx, obs["value"]),
-                "categories": ["Search", self.title],
-            })
+            links.append(refer_item(
+                "cyberprotect", "search", obs, f"Search for this {name}",
+                f"Lookup this {name} on {self.title}", self.search_url(ctx, obs["value"]),
+                ["Search", self.title]))
         return links
 
     def health(self, ctx):

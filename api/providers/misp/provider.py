@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from api import ctim
 from api.errors import RelayError
-from api.providers.base import Outcome, Provider
+from api.providers.base import Outcome, Provider, refer_item
 from api.providers.misp import client, mapping
 
 HUMAN_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain", "hostname": "hostname",
@@ -105,14 +105,10 @@ class MispProvider(Provider):
         links = []
         for obs in observables:
             name = HUMAN_NAMES[obs["type"]]
-            quoted = quote(obs["value"], safe="")
-            links.append({
-                "id": f"ref-misp-search-{obs['type']}-{quoted}",
-                "title": f"Search events with this {name}",
-                "description": f"Lookup events with this {name} on MISP",
-                "url": f"{base}/events/index/searchall:{quoted}",
-                "categories": ["Search", "MISP"],
-            })
+            url = f"{base}/events/index/searchall:{quote(obs['value'], safe='')}"
+            links.append(refer_item(
+                "misp", "search", obs, f"Search events with this {name}",
+                f"Lookup events with this {name} on MISP", url, ["Search", "MISP"]))
         return links
 
     def respond_actions(self, ctx, observables):

@@ -11,11 +11,10 @@ and never cost a pulse: without its row the sighting keeps the pulse's date.
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from urllib.parse import quote
 
 from api.bundle import Bundle
 from api.errors import RelayError
-from api.providers.base import Provider
+from api.providers.base import Provider, refer_item
 from api.providers.otx import client, mapping
 
 log = logging.getLogger(__name__)
@@ -114,13 +113,10 @@ class OtxProvider(Provider):
         links = []
         for obs in observables:
             name = HUMAN_NAMES[obs["type"]]
-            links.append({
-                "id": f"ref-avotx-search-{obs['type']}-{quote(obs['value'], safe='')}",
-                "title": f"Search for this {name}",
-                "description": f"Lookup this {name} on AlienVault OTX",
-                "url": mapping.indicator_page(base, obs),
-                "categories": ["Search", "AlienVault OTX"],
-            })
+            links.append(refer_item(
+                "avotx", "search", obs, f"Search for this {name}",
+                f"Lookup this {name} on AlienVault OTX", mapping.indicator_page(base, obs),
+                ["Search", "AlienVault OTX"]))
         return links
 
     def health(self, ctx):

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from api import ctim
 from api.bundle import Bundle
 from api.errors import UnexpectedResponseError
+from api.providers.base import refer_item
 
 SOURCE = "Pulsedive"
 PRODUCER = "Pulsedive"
@@ -156,33 +157,20 @@ def search_url(value, ui_url=UI_URL):
     return f"{ui_url}/browse/?q={quote(encoded, safe='')}"
 
 
-def refer_id(kind, observable):
-    return (f"ref-pulsedive-{kind}-{quote(observable['type'], safe='')}-"
-            f"{quote(observable['value'], safe='')}")
-
-
 def search_reference(observable, ui_url=UI_URL):
     """The refer item that searches Pulsedive for `observable`."""
     human = HUMAN.get(observable["type"], observable["type"])
-    return {
-        "id": refer_id("search", observable),
-        "title": f"Search for this {human}",
-        "description": f"Lookup this {human} on Pulsedive",
-        "url": search_url(observable["value"], ui_url),
-        "categories": ["Search", "Pulsedive"],
-    }
+    return refer_item("pulsedive", "search", observable, f"Search for this {human}",
+                      f"Lookup this {human} on Pulsedive",
+                      search_url(observable["value"], ui_url), ["Search", "Pulsedive"])
 
 
 def detail_reference(observable, iid, ui_url=UI_URL):
     """The refer item that opens Pulsedive's page of indicator `iid`."""
     human = HUMAN.get(observable["type"], observable["type"])
-    return {
-        "id": refer_id("detail", observable),
-        "title": f"Browse {human}",
-        "description": f"Browse this {human} on Pulsedive",
-        "url": indicator_url(iid, ui_url),
-        "categories": ["Browse", "Pulsedive"],
-    }
+    return refer_item("pulsedive", "detail", observable, f"Browse {human}",
+                      f"Browse this {human} on Pulsedive", indicator_url(iid, ui_url),
+                      ["Browse", "Pulsedive"])
 
 
 # --- CTIM entities --------------------------------------------------------------

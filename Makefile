@@ -30,3 +30,9 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .venv-lambda build .pytest_cache .coverage
+
+# --- offline AWS deployment tests (issue 7) ------------------------------------
+# `make test` runs them too (they live in tests/); this target runs them alone.
+.PHONY: test-deploy
+test-deploy: venv
+	AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest tests/test_deploy.py tests/test_package.py tests/test_module_type.py

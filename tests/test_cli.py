@@ -55,7 +55,7 @@ def test_prompts_from_module_settings_until_answered(workdir):
     assert ("https://console.aws.amazon.com/lambda/home?region=us-east-1#/functions/"
             "tr-intel-relay-dev/edit/environment-variables?tab=configuration") in output
     assert ("US: https://securex.us.security.cisco.com/settings/modules/available/"
-            "f4b2cf01-0447-436e-8dc1-b0b15049888b/new") in output
+            "86aad484-6344-42df-922d-916b9947ec47/new") in output
 
 
 def test_claims_from_file_and_secrets_differ(workdir):

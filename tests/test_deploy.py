@@ -1,0 +1,389 @@
+"""The README's AWS walkthrough, offline: moto on loopback stands in for AWS,
+the execution role is created from aws/ as aws/HOWTO.md says, and the real
+`zappa` CLI (from the lean virtualenv) deploys, inspects, updates, tails and
+undeploys the relay with the project's own zappa_settings.json.
+
+The steps run in file order and share one emulator; each checks with boto3
+what AWS would hold afterwards. A broken zappa_settings.json (wrong
+app_function, role name, runtime...) fails here.
+"""
+import fnmatch
+import json
+import re
+import shutil
+import time
+import uuid
+
+import pytest
+
+from tests import ctim_check
+from tests import lambda_env as L
+
+SETTINGS = L.load_settings()[L.STAGE]
+FUNCTION = f"{SETTINGS['project_name']}-{L.STAGE}"
+REGION = SETTINGS["aws_region"]
+ROLE = SETTINGS["role_name"]
+ROLE_ARN = f"arn:aws:iam::{L.ACCOUNT_ID}:role/{ROLE}"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{L.ACCOUNT_ID}:function:{FUNCTION}"
+AWS_DIR = L.REPO / "aws"
+RELAY_VARIABLES = {"SECRET_KEY", "API_URL", "CTR_ENTITIES_LIMIT", "RELAY_PROVIDER"}
+
+
+class World:
+    """State shared by the ordered steps of the cycle."""
+
+    def __init__(self, moto, home, env, settings_file):
+        self.moto = moto
+        self.home = home
+        self.env = env
+        self.settings_file = settings_file
+        self.calls = {}       # zappa command -> [(service, operation, method, path)]
+        self.seconds = {}     # zappa command -> duration
+        self.code_sha = None
+        self.api_id = None
+        self.templates = []
+
+    def zappa(self, *args):
+        """Run `zappa <args> -s <offline settings>`, recording its AWS calls."""
+        self.moto.operations.clear()
+        started = time.perf_counter()
+        done = L.zappa(list(args), self.env, self.settings_file)
+        key = " ".join(args)
+        self.seconds[key] = self.seconds.get(key, 0) + time.perf_counter() - started
+        self.calls.setdefault(key, []).extend(self.moto.operations)
+        return done
+
+    def client(self, service):
+        return self.moto.client(service, REGION)
+
+
+@pytest.fixture(scope="module")
+def world():
+    started = time.perf_counter()
+    L.ensure_lambda_venv()
+    moto = L.MotoServer().start()
+    home = L.tmpfs_home("relay-deploy-")
+    try:
+        env = L.aws_env(home, moto.url, region=REGION)
+        state = World(moto, home, env, L.write_test_settings(home))
+        yield state
+        total = sum(state.seconds.values())
+        print(f"\nzappa commands: {total:.1f} s; whole cycle incl. setup "
+              f"{time.perf_counter() - started:.1f} s; "
+              + ", ".join(f"{k}: {v:.1f} s" for k, v in state.seconds.items()))
+    finally:
+        moto.stop()
+        shutil.rmtree(home, ignore_errors=True)
+        for stray in L.REPO.glob(f"{FUNCTION}-*.zip"):  # left by an interrupted deploy
+            stray.unlink()
+
+
+def _output(done):
+    return done.stdout + done.stderr
+
+
+def _assert_function_as_configured(world):
+    lam = world.client("lambda")
+    conf = lam.get_function(FunctionName=FUNCTION)["Configuration"]
+    assert conf["Handler"] == "handler.lambda_handler"
+    assert conf["Runtime"] == SETTINGS["runtime"]
+    assert conf["MemorySize"] == SETTINGS["memory_size"]
+    assert conf["Timeout"] == SETTINGS["timeout_seconds"]
+    assert conf["Timeout"] < 29, "API Gateway cuts requests at 29 s"
+    assert conf["Role"] == ROLE_ARN
+    variables = conf.get("Environment", {}).get("Variables", {})
+    assert not RELAY_VARIABLES & set(variables), "secrets belong in the console, not the deploy"
+    return conf
+
+
+# --- 0. the one-time AWS setup of aws/HOWTO.md ---------------------------------------
+
+def _howto_commands(verb):
+    """The `aws iam <verb> ...` commands of aws/HOWTO.md, as {--option: value}."""
+    text = (AWS_DIR / "HOWTO.md").read_text().replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:3] == ["aws", "iam", verb]:
+            commands.append(dict(zip(words[3::2], words[4::2])))
+    return commands
+
+
+def _file_argument(value):
+    assert value.startswith("file://aws/"), value
+    return (L.REPO / value[len("file://"):]).read_text()
+
+
+def test_00_execution_role_from_howto(world):
+    """Create the execution role with aws/HOWTO.md's own commands; the role
+    name comes from the docs, so a zappa_settings.json naming another role
+    fails the deploy below."""
+    iam = world.client("iam")
+    created = _howto_commands("create-role")
+    assert len(created) == 1
+    for options in created:
+        iam.create_role(RoleName=options["--role-name"], AssumeRolePolicyDocument=_file_argument(
+            options["--assume-role-policy-document"]))
+    for options in _howto_commands("put-role-policy"):
+        iam.put_role_policy(RoleName=options["--role-name"],
+                            PolicyName=options["--policy-name"],
+                            PolicyDocument=_file_argument(options["--policy-document"]))
+    # moto validates the policy grammar of the deployment policy too.
+    document = (AWS_DIR / "ZappaLambdaDeploymentPolicy.json").read_text()
+    iam.create_policy(PolicyName="ZappaLambdaDeploymentPolicy",
+                      PolicyDocument=document.replace("<ACCOUNT_ID>", L.ACCOUNT_ID))
+
+
+# --- 1. update before any deploy -----------------------------------------------------
+
+def test_01_update_before_deploy_fails(world):
+    done = world.zappa("update", L.STAGE)
+    assert done.returncode != 0
+    assert "ResourceNotFoundException" in _output(done)
+    assert f"Function not found: {FUNCTION_ARN}" in _output(done)
+
+
+# --- 2. deploy -------------------------------------------------------------------------
+
+def test_02_deploy(world):
+    done = world.zappa("deploy", L.STAGE)
+    assert done.returncode == 0, _output(done)
+    match = re.search(r"Deployment complete!: https://(\w+)\.execute-api\."
+                      + re.escape(REGION) + r"\.amazonaws\.com/" + L.STAGE, done.stdout)
+    assert match, done.stdout
+    world.api_id = match.group(1)
+
+    conf = _assert_function_as_configured(world)
+    world.code_sha = conf["CodeSha256"]
+    assert conf["CodeSize"] <= 8 * 1024 * 1024
+
+    cloudformation = world.client("cloudformation")
+    stack = cloudformation.describe_stacks(StackName=FUNCTION)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    world.templates.append(cloudformation.get_template(StackName=FUNCTION)["TemplateBody"])
+
+    apigw = world.client("apigateway")
+    api = apigw.get_rest_api(restApiId=world.api_id)
+    assert api["name"] == FUNCTION
+    resources = {r["path"]: r for r in apigw.get_resources(restApiId=world.api_id)["items"]}
+    assert {"/", "/{proxy+}"} <= set(resources)
+    method = apigw.get_method(restApiId=world.api_id,
+                              resourceId=resources["/{proxy+}"]["id"], httpMethod="ANY")
+    integration = method["methodIntegration"]
+    assert integration["type"] == "AWS_PROXY"
+    assert FUNCTION_ARN in integration["uri"]
+    # API Gateway invokes the function as the execution role (moto drops the
+    # field from the created method, so read it from the stack's template).
+    template = world.templates[-1]
+    template = template if isinstance(template, dict) else json.loads(template)
+    methods = [r["Properties"] for r in template["Resources"].values()
+               if r["Type"] == "AWS::ApiGateway::Method"]
+    assert methods and all(m["Integration"]["Credentials"] == ROLE_ARN for m in methods)
+    stages = {s["stageName"] for s in apigw.get_stages(restApiId=world.api_id)["item"]}
+    assert L.STAGE in stages
+
+    s3 = world.client("s3")
+    bucket = SETTINGS["s3_bucket"]
+    assert not s3.list_objects_v2(Bucket=bucket).get("Contents"), "upload left behind"
+    rules = world.client("events").list_rule_names_by_target(TargetArn=FUNCTION_ARN)
+    assert not rules["RuleNames"], "keep_warm is off: no CloudWatch rule"
+    assert not list(L.REPO.glob(f"{FUNCTION}-*.zip")), "local zip left in the repository"
+
+
+def test_03_second_deploy_fails(world):
+    done = world.zappa("deploy", L.STAGE)
+    assert done.returncode != 0
+    assert "This application is already deployed - did you mean to call update?" in _output(done)
+
+
+def test_04_status(world):
+    done = world.zappa("status", L.STAGE)
+    assert done.returncode == 0, _output(done)
+    for label, value in (("Lambda Name", FUNCTION), ("Lambda Role ARN", ROLE_ARN),
+                         ("Lambda Handler", "handler.lambda_handler"),
+                         ("Lambda Runtime", SETTINGS["runtime"]),
+                         ("Lambda Timeout", str(SETTINGS["timeout_seconds"])),
+                         ("API Gateway URL", f"https://{world.api_id}.execute-api.")):
+        assert re.search(rf"{label}:\s+{re.escape(value)}", done.stdout), (label, done.stdout)
+
+
+# --- 3. the deployed artifact answers a real observe ------------------------------------
+
+def test_05_deployed_package_answers_observe(world, emulators, tmp_path):
+    """The function's zip as the emulator holds it, unzipped, its handler
+    called with an API Gateway event carrying a `jwt dev` token."""
+    task = L.unpack(world.moto.function_zip(FUNCTION, REGION), world.home / "var-task")
+    misp = emulators["misp"]
+    misp.reset()
+    claims_file = tmp_path / "claims.json"
+    claims_file.write_text(json.dumps(misp.module.CLAIMS))
+    token, secret = L.jwt_dev(claims_file)
+    observables = json.loads((L.REPO / "observables.json").read_text())
+    auth = {"Authorization": f"Bearer {token}"}
+    events = [L.rest_v1_event("/observe/observables", observables, auth),
+              L.rest_v1_event("/misp/refer/observables", observables[:2], auth)]
+    # What the user sets in the Lambda console after `jwt dev`.
+    answer = L.invoke_handler(task, events, {"SECRET_KEY": secret, "API_URL": misp.url},
+                              L.runtime_layer(world.home), FUNCTION)
+    observe, refer = (L.response_json(r) for r in answer["results"])
+    ctim_check.assert_valid("/observe/observables", observe, observables)
+    assert "errors" not in observe, observe
+    assert observe["data"]["verdicts"]["count"] >= len(observables) - 1
+    assert observe["data"]["indicators"]["count"] >= 1
+    ctim_check.assert_valid("/refer/observables", refer, observables[:2])
+    assert misp.calls >= 1
+
+
+# --- 4. update, tail, undeploy -------------------------------------------------------------
+
+def test_06_update(world):
+    done = world.zappa("update", L.STAGE)
+    assert done.returncode == 0, _output(done)
+    assert f"Your updated Zappa deployment is live!: https://{world.api_id}.execute-api." \
+        in done.stdout
+    conf = _assert_function_as_configured(world)
+    assert conf["CodeSha256"] != world.code_sha, "update uploaded no new code"
+    stack = world.client("cloudformation").describe_stacks(StackName=FUNCTION)["Stacks"][0]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert not world.client("s3").list_objects_v2(Bucket=SETTINGS["s3_bucket"]).get("Contents")
+
+
+def test_07_tail(world):
+    logs = world.client("logs")
+    group = f"/aws/lambda/{FUNCTION}"
+    marker = f"relay-tail-check-{uuid.uuid4().hex[:8]}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/01/01/[$LATEST]abc")
+    logs.put_log_events(logGroupName=group, logStreamName="2026/01/01/[$LATEST]abc",
+                        logEvents=[{"timestamp": int(time.time() * 1000) - 5000,
+                                    "message": f"[WARNING] {marker}"}])
+    done = world.zappa("tail", L.STAGE, "--since", "10m", "--disable-keep-open")
+    assert done.returncode == 0, _output(done)
+    assert marker in done.stdout
+
+
+def test_08_undeploy(world):
+    done = world.zappa("undeploy", L.STAGE, "--yes")
+    assert done.returncode == 0, _output(done)
+    lam = world.client("lambda")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=FUNCTION)
+    # Zappa deletes the REST API by deleting its stack (moto keeps the API
+    # object after a stack deletion; AWS deletes it with the stack).
+    stacks = world.client("cloudformation").list_stacks()["StackSummaries"]
+    ours = [s["StackStatus"] for s in stacks if s["StackName"] == FUNCTION]
+    assert ours and set(ours) == {"DELETE_COMPLETE"}, ours
+    assert ("cloudformation", "DeleteStack") in {c[:2] for c in world.calls["undeploy dev --yes"]}
+    # manage_roles is false: the user's role outlives the deployment.
+    assert world.client("iam").get_role(RoleName=ROLE)["Role"]["Arn"] == ROLE_ARN
+
+
+def test_09_status_after_undeploy_fails(world):
+    done = world.zappa("status", L.STAGE)
+    assert done.returncode != 0
+    assert f"No Lambda {FUNCTION} detected in {REGION} - have you deployed yet?" \
+        in _output(done)
+
+
+# --- 5. the IAM policies of aws/ cover what Zappa did ---------------------------------------
+
+def _policy(name):
+    text = (AWS_DIR / name).read_text().replace("<ACCOUNT_ID>", L.ACCOUNT_ID)
+    return json.loads(text)
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def allows(policy, action, resource="*"):
+    """True when an Allow statement matches `action` on `resource`."""
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        if not any(fnmatch.fnmatchcase(action.lower(), a.lower())
+                   for a in _as_list(statement["Action"])):
+            continue
+        if resource == "*" or any(fnmatch.fnmatchcase(resource, r)
+                                  for r in _as_list(statement["Resource"])):
+            return True
+    return False
+
+
+S3_ACTIONS = {"HeadBucket": "ListBucket", "ListObjects": "ListBucket",
+              "ListObjectsV2": "ListBucket", "HeadObject": "GetObject"}
+IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
+def iam_action_and_resource(service, operation, method, path):
+    """The IAM action a call needs and, where the path names it, the resource."""
+    if service == "apigateway":
+        return f"apigateway:{method}", f"arn:aws:apigateway:{REGION}::{path}"
+    if service == "s3":
+        bucket, _, key = path.lstrip("/").partition("/")
+        arn = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else "")
+        return f"s3:{S3_ACTIONS.get(operation, operation)}", arn
+    if service == "lambda" and FUNCTION in path:
+        return f"lambda:{operation}", FUNCTION_ARN
+    return f"{IAM_PREFIX.get(service, service)}:{operation}", "*"
+
+
+# Resources zappa's CloudFormation template holds -> what CloudFormation
+# does with the deploying user's credentials to create/update/delete them.
+TEMPLATE_ACTIONS = {
+    "AWS::ApiGateway::RestApi": ["apigateway:POST", "apigateway:GET", "apigateway:DELETE",
+                                 "apigateway:PATCH"],
+    "AWS::ApiGateway::Resource": ["apigateway:POST", "apigateway:GET", "apigateway:DELETE"],
+    "AWS::ApiGateway::Method": ["apigateway:PUT", "apigateway:GET", "apigateway:DELETE",
+                                "iam:PassRole"],
+    "AWS::Lambda::Permission": ["lambda:AddPermission", "lambda:RemovePermission"],
+}
+
+
+def test_10_deployment_policy_covers_every_call(world):
+    policy = _policy("ZappaLambdaDeploymentPolicy.json")
+    missing, used = set(), set()
+    for command, calls in world.calls.items():
+        for service, operation, method, path in calls:
+            action, resource = iam_action_and_resource(service, operation, method, path)
+            used.add(action)
+            if not allows(policy, action, resource):
+                missing.add((command, action, resource))
+    assert not missing, sorted(missing)
+    print("\nIAM actions zappa used:", " ".join(sorted(used)))
+    assert {"lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:DeleteFunction",
+            "cloudformation:CreateStack", "s3:PutObject", "logs:FilterLogEvents",
+            "iam:GetRole", "apigateway:POST"} <= used
+    assert allows(policy, "iam:PassRole", ROLE_ARN)
+    assert allows(policy, "s3:PutObject", f"arn:aws:s3:::{SETTINGS['s3_bucket']}/x.zip")
+    assert SETTINGS["s3_bucket"].startswith("zappa-")
+
+
+def test_11_policy_covers_the_stack_resources(world):
+    """CloudFormation creates the API with the caller's permissions."""
+    policy = _policy("ZappaLambdaDeploymentPolicy.json")
+    templates = [body if isinstance(body, dict) else json.loads(body)
+                 for body in world.templates]
+    assert templates, "no CloudFormation template seen"
+    for template in templates:
+        for resource in template["Resources"].values():
+            assert resource["Type"] in TEMPLATE_ACTIONS, resource["Type"]
+            for action in TEMPLATE_ACTIONS[resource["Type"]]:
+                assert allows(policy, action), action
+
+
+def test_12_execution_role_lets_api_gateway_invoke_and_lambda_log(world):
+    trust = _policy("ZappaLambdaExecutionTrustPolicy.json")
+    principals = {p for s in trust["Statement"] for p in _as_list(s["Principal"]["Service"])}
+    assert {"lambda.amazonaws.com", "apigateway.amazonaws.com"} <= principals
+    execution = _policy("ZappaLambdaExecutionPolicy.json")
+    assert allows(execution, "lambda:InvokeFunction", FUNCTION_ARN)
+    group = f"arn:aws:logs:{REGION}:{L.ACCOUNT_ID}:log-group:/aws/lambda/{FUNCTION}"
+    for action in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"):
+        assert allows(execution, action, group + ":log-stream:2026/01/01/[$LATEST]abc")
+    assert not allows(execution, "lambda:InvokeFunction",
+                      f"arn:aws:lambda:{REGION}:{L.ACCOUNT_ID}:function:someone-else")
+
+
+def test_13_cycle_time(world):
+    assert sum(world.seconds.values()) < 150, world.seconds

@@ -8,6 +8,7 @@ the module-creation links per SecureX region.
 """
 import argparse
 import json
+import os
 import secrets
 import string
 import sys
@@ -103,6 +104,9 @@ def main(argv=None, ask=input, out=sys.stdout):
     parser.add_argument("--provider",
                         help="mint for this provider's module (misp, pulsedive, otx, "
                              "cyberprotect) instead of module_settings.json's claims")
+    parser.add_argument("--reuse-secret", action="store_true",
+                        help="sign with the SECRET_KEY environment variable instead of a "
+                             "new secret (another module on the same Lambda)")
     args = parser.parse_args(argv)
     try:
         zappa_settings = load_json("zappa_settings.json")
@@ -118,7 +122,9 @@ def main(argv=None, ask=input, out=sys.stdout):
                 raise CliError(f"file '{args.file}' must hold a JSON object")
         else:
             claims = prompt_claims(prompts, ask)
-        secret = generate_secret()
+        secret = os.environ.get("SECRET_KEY") if args.reuse_secret else generate_secret()
+        if not secret:
+            raise CliError("--reuse-secret needs the SECRET_KEY environment variable")
         token = mint(claims, secret)
     except CliError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

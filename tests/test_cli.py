@@ -72,6 +72,21 @@ def test_provider_claims_come_from_the_provider(workdir):
     assert "Lambda's URL followed by /misp" in output
 
 
+def test_reuse_secret_signs_a_second_module_with_the_same_key(workdir, monkeypatch):
+    _, first, _ = run(["dev"], ["misp-key"])
+    secret = parse(first)[1]
+    monkeypatch.setenv("SECRET_KEY", secret)
+    code, second, prompts = run(["dev", "--provider", "cyberprotect", "--reuse-secret"])
+    assert code == 0 and prompts == []
+    token, reused = parse(second)
+    import jwt
+
+    assert reused == secret
+    assert jwt.decode(token, secret, algorithms=["HS256"]) == {}
+    monkeypatch.delenv("SECRET_KEY")
+    assert run(["dev", "--reuse-secret"], ["k"])[0] == 1
+
+
 def test_module_settings_without_claims_does_not_crash(workdir):
     (workdir / "module_settings.json").write_text(json.dumps(
         {"name": "No claims", "region": {"us": None}}))

@@ -9,6 +9,10 @@ from datetime import datetime, timedelta, timezone
 SCHEMA_VERSION = "1.1.5"
 FOREVER = "2525-01-01T00:00:00Z"
 HASH_TYPES = frozenset({"md5", "sha1", "sha256"})
+# How refer links, actions and docs name the observable types.
+TYPE_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain", "hostname": "hostname",
+              "url": "URL", "md5": "MD5", "sha1": "SHA1", "sha256": "SHA256",
+              "email": "email"}
 
 CLEAN, MALICIOUS, SUSPICIOUS, COMMON, UNKNOWN = 1, 2, 3, 4, 5
 DISPOSITION_NAMES = {

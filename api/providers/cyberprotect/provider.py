@@ -7,11 +7,11 @@ Lambda is not an open proxy.
 """
 from urllib.parse import quote, urlencode
 
+from api import ctim
 from api.bundle import Bundle
 from api.providers.base import Provider, refer_item
 from api.providers.cyberprotect import client, mapping
 
-HUMAN_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain"}
 UI_URL_VAR = "CYBERPROTECT_UI_URL"
 DEFAULT_UI_URL = "https://threatscore.cyberprotect.cloud"
 
@@ -20,7 +20,7 @@ class CyberprotectProvider(Provider):
     name = "cyberprotect"
     title = client.TITLE
     source = mapping.SOURCE
-    supported_types = frozenset(HUMAN_NAMES)
+    supported_types = frozenset({"ip", "ipv6", "domain"})
     credential_claims = ()
     claim_prompts = {}
     capabilities = ("health", "observe", "deliberate", "refer")
@@ -63,7 +63,7 @@ class CyberprotectProvider(Provider):
     def refer(self, ctx, observables):
         links = []
         for obs in observables:
-            name = HUMAN_NAMES[obs["type"]]
+            name = ctim.TYPE_NAMES[obs["type"]]
             links.append(refer_item(
                 "cyberprotect", "search", obs, f"Search for this {name}",
                 f"Lookup this {name} on {self.title}", self.search_url(ctx, obs["value"]),

@@ -11,9 +11,6 @@ from api.errors import RelayError
 from api.providers.base import Outcome, Provider, refer_item
 from api.providers.misp import client, mapping
 
-HUMAN_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain", "hostname": "hostname",
-               "url": "URL", "md5": "MD5", "sha1": "SHA1", "sha256": "SHA256",
-               "email": "email"}
 ACTIONS = {
     "misp-add-sighting": ("Add sighting in MISP", mapping.SIGHTING_TYPE,
                           "Record a sighting of this {name} in MISP"),
@@ -28,7 +25,8 @@ class MispProvider(Provider):
     name = "misp"
     title = "MISP"
     source = mapping.SOURCE
-    supported_types = frozenset(HUMAN_NAMES)
+    supported_types = frozenset({"ip", "ipv6", "domain", "hostname", "url", "md5", "sha1",
+                                 "sha256", "email"})
     credential_claims = ("key",)
     claim_prompts = {"key": "MISP automation (auth) key"}
     capabilities = ("health", "observe", "deliberate", "refer", "respond")
@@ -104,7 +102,7 @@ class MispProvider(Provider):
         base = client.base_url(ctx)
         links = []
         for obs in observables:
-            name = HUMAN_NAMES[obs["type"]]
+            name = ctim.TYPE_NAMES[obs["type"]]
             url = f"{base}/events/index/searchall:{quote(obs['value'], safe='')}"
             links.append(refer_item(
                 "misp", "search", obs, f"Search events with this {name}",
@@ -114,7 +112,7 @@ class MispProvider(Provider):
     def respond_actions(self, ctx, observables):
         actions = []
         for obs in observables:
-            name = HUMAN_NAMES[obs["type"]]
+            name = ctim.TYPE_NAMES[obs["type"]]
             for action_id, (title, _, description) in ACTIONS.items():
                 actions.append({
                     "id": action_id,

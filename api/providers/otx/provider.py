@@ -12,6 +12,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+from api import ctim
 from api.bundle import Bundle
 from api.errors import RelayError
 from api.providers.base import Provider, refer_item
@@ -19,9 +20,6 @@ from api.providers.otx import client, mapping
 
 log = logging.getLogger(__name__)
 
-HUMAN_NAMES = {"ip": "IP", "ipv6": "IPv6", "domain": "domain", "hostname": "hostname",
-               "url": "URL", "md5": "MD5", "sha1": "SHA1", "sha256": "SHA256",
-               "email": "email"}
 # Seconds kept back from the request deadline so an observable's general data
 # is returned even when its pulse lookups are still running.
 LOOKUP_RESERVE = 0.25
@@ -31,7 +29,8 @@ class OtxProvider(Provider):
     name = "otx"
     title = "AlienVault OTX"
     source = mapping.SOURCE
-    supported_types = frozenset(HUMAN_NAMES)
+    supported_types = frozenset({"ip", "ipv6", "domain", "hostname", "url", "md5", "sha1",
+                                 "sha256", "email"})
     credential_claims = ("key",)
     claim_prompts = {"key": "AlienVault OTX API key"}
     capabilities = ("health", "observe", "deliberate", "refer")
@@ -112,7 +111,7 @@ class OtxProvider(Provider):
         base = client.base_url(ctx)
         links = []
         for obs in observables:
-            name = HUMAN_NAMES[obs["type"]]
+            name = ctim.TYPE_NAMES[obs["type"]]
             links.append(refer_item(
                 "avotx", "search", obs, f"Search for this {name}",
                 f"Lookup this {name} on AlienVault OTX", mapping.indicator_page(base, obs),

@@ -39,9 +39,6 @@ RISKS = {
 }
 SEVERITIES = {risk: severity for risk, (_, severity) in RISKS.items()}
 
-HUMAN = {"ip": "IP", "ipv6": "IPv6", "domain": "domain",
-         "hostname": "hostname", "url": "URL"}
-
 # The Pulsedive browse query behind the search link (all types and risks).
 _BROWSE_TYPES = ["artifact", "domain", "ip", "ipv6", "url"]
 _BROWSE_RISKS = ["unknown", "none", "low", "medium", "high", "critical", "retired"]
@@ -159,7 +156,7 @@ def search_url(value, ui_url=UI_URL):
 
 def search_reference(observable, ui_url=UI_URL):
     """The refer item that searches Pulsedive for `observable`."""
-    human = HUMAN.get(observable["type"], observable["type"])
+    human = ctim.TYPE_NAMES[observable["type"]]
     return refer_item("pulsedive", "search", observable, f"Search for this {human}",
                       f"Lookup this {human} on Pulsedive",
                       search_url(observable["value"], ui_url), ["Search", "Pulsedive"])
@@ -167,7 +164,7 @@ def search_reference(observable, ui_url=UI_URL):
 
 def detail_reference(observable, iid, ui_url=UI_URL):
     """The refer item that opens Pulsedive's page of indicator `iid`."""
-    human = HUMAN.get(observable["type"], observable["type"])
+    human = ctim.TYPE_NAMES[observable["type"]]
     return refer_item("pulsedive", "detail", observable, f"Browse {human}",
                       f"Browse this {human} on Pulsedive", indicator_url(iid, ui_url),
                       ["Browse", "Pulsedive"])

@@ -4,6 +4,7 @@ import threading
 from collections import OrderedDict
 from urllib.parse import quote
 
+from api import ctim
 from api.bundle import Bundle
 from api.errors import InvalidArgumentError, RelayError
 from api.providers.base import Provider
@@ -109,7 +110,7 @@ class PulsediveProvider(Provider):
     def respond_actions(self, ctx, observables):
         actions = []
         for observable in observables:
-            human = mapping.HUMAN.get(observable["type"], observable["type"])
+            human = ctim.TYPE_NAMES[observable["type"]]
             actions.append({
                 # Unique per observable; trigger matches on the prefix.
                 "id": (f"{SCAN_ACTION}-{quote(observable['type'], safe='')}-"

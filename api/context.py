@@ -1,5 +1,6 @@
 """Per-request state, passed down explicitly (never kept in module globals)."""
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -12,6 +13,26 @@ from api.settings import Settings
 _MIN_CALL_SECONDS = 0.05
 
 
+class RequestStats:
+    """What one request cost upstream; filled by the HTTP layer and the cache,
+    read by whoever reports on the request. Safe across the engine's threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.upstream_calls = 0
+        self.upstream_seconds = 0.0
+        self.cache_hits = 0
+
+    def upstream(self, seconds):
+        with self._lock:
+            self.upstream_calls += 1
+            self.upstream_seconds += seconds
+
+    def cache_hit(self, count=1):
+        with self._lock:
+            self.cache_hits += count
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """Who is asking (claims), under which settings, until when."""
@@ -21,6 +42,7 @@ class RequestContext:
     claims: Mapping = field(default_factory=lambda: MappingProxyType({}), repr=False)
     entities_limit: int = 100
     deadline: float = field(default_factory=lambda: time.monotonic() + 20.0)
+    stats: RequestStats = field(default_factory=RequestStats, repr=False, compare=False)
 
     @property
     def key(self):

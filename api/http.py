@@ -58,6 +58,7 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, **kwargs):
     if gate is not None:
         gate.wait(ctx, title)
     kwargs.setdefault("timeout", ctx.timeout())
+    started = time.monotonic()
     try:
         response = session(session_name or ctx.provider).request(method, url, **kwargs)
     except requests.Timeout:
@@ -65,6 +66,8 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, **kwargs):
     except requests.RequestException as error:
         raise ServiceUnavailableError(
             f"Unable to reach {title}: {type(error).__name__}") from None
+    finally:
+        ctx.stats.upstream(time.monotonic() - started)
     if gate is not None:
         gate.observe(response)
     return response

@@ -14,7 +14,7 @@ from api import auth, providers
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
-from api.settings import Settings, parse_entities_limit
+from api.settings import MODULE_SETTINGS, Settings, parse_entities_limit
 from api.version import VERSION
 
 bp = Blueprint("relay", __name__)
@@ -62,6 +62,7 @@ def _context(provider_name, settings):
     token = auth.bearer_token(request.headers.get("Authorization"))
     claims = auth.decode(token, settings.secret_key)
     auth.require_claims(claims, provider.credential_claims)
+    settings = settings.for_module(claims, MODULE_SETTINGS + tuple(provider.module_settings))
     limit = parse_entities_limit(
         claims.get("CTR_ENTITIES_LIMIT"),
         default=parse_entities_limit(settings.entities_limit,

@@ -1,16 +1,28 @@
-"""Relay settings, read from the environment.
+"""Relay settings, read from the environment and, per module, from the JWT.
 
 A `Settings` snapshot is built per request from `os.environ` (cheap), so a
 change to the Lambda's environment applies on the next request and nothing is
-ever written back. Provider packages read their own variables through the
-typed getters.
+ever written back. `for_module()` lays the claims of a module's token over it
+for the settings the provider allows per module (never where it sends a
+request: `API_URL` and the `*_API_URL` settings stay env-only).
+
+Two kinds of getters: the lenient `get_*` fall back to their default on a
+value they cannot read (long-standing relay-wide settings), the strict
+`setting_*` raise `invalid argument` naming the setting and where it came
+from, for the settings a module may set.
 """
 import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
 
+from api.errors import InvalidArgumentError
+
 DEFAULT_ENTITIES_LIMIT = 100
+# Relay-wide settings a module's token may set for itself (providers add theirs).
+MODULE_SETTINGS = ()
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _parse_int(value, default, minimum=1, maximum=None):
@@ -37,11 +49,22 @@ def _parse_bool(value, default):
     if value is None:
         return default
     text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
+    if text in _TRUE:
         return True
-    if text in ("0", "false", "no", "off"):
+    if text in _FALSE:
         return False
     return default
+
+
+def _claim_text(value):
+    """A claim as the env var would hold it (JSON true -> "true", 3 -> "3")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    return None
 
 
 def parse_entities_limit(value, default=DEFAULT_ENTITIES_LIMIT, maximum=None):
@@ -54,10 +77,38 @@ class Settings:
     """Immutable view of the relay's environment variables."""
 
     env: Mapping[str, str] = field(repr=False)
+    from_claims: frozenset = frozenset()   # names whose value came from the JWT
 
     @classmethod
     def from_env(cls, environ=None):
         return cls(MappingProxyType(dict(os.environ if environ is None else environ)))
+
+    def for_module(self, claims, names):
+        """This snapshot with the claims named in `names` laid over the env.
+
+        A claim that is not a string, number, boolean or list of strings is an
+        `invalid argument` error naming the setting.
+        """
+        overrides = {}
+        for name in names:
+            if name in claims:
+                text = _claim_text(claims[name])
+                if text is None:
+                    raise InvalidArgumentError(
+                        f"Module setting {name} (JWT claim) must be a string, number, "
+                        "boolean or list of strings")
+                overrides[name] = text
+        if not overrides:
+            return self
+        return Settings(MappingProxyType({**self.env, **overrides}),
+                        self.from_claims | frozenset(overrides))
+
+    def _invalid(self, name, value, expected):
+        origin = "JWT claim" if name in self.from_claims else "environment variable"
+        shown = str(value).strip()
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        return InvalidArgumentError(
+            f"Invalid setting {name} ({origin}): '{shown}' is not {expected}")
 
     # typed getters ---------------------------------------------------------
     def get_str(self, name, default=None) -> Optional[str]:
@@ -79,6 +130,43 @@ class Settings:
         """A base URL without its trailing slash."""
         value = self.get_str(name, default)
         return value.rstrip("/") if value else value
+
+    # strict getters, for the settings a module may set -------------------
+    def setting_bool(self, name, default) -> bool:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return default
+        parsed = _parse_bool(value, None)
+        if parsed is None:
+            raise self._invalid(name, value, "true or false")
+        return parsed
+
+    def setting_int(self, name, default, minimum=0, maximum=None) -> Optional[int]:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return default
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise self._invalid(name, value, "a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            upper = f" to {maximum}" if maximum is not None else " or more"
+            raise self._invalid(name, value, f"a whole number from {minimum}{upper}")
+        return number
+
+    def setting_choice(self, name, default, choices) -> str:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return default
+        text = value.strip().lower()
+        if text not in choices:
+            raise self._invalid(name, value, "one of " + ", ".join(choices))
+        return text
+
+    def setting_list(self, name) -> tuple:
+        """A comma-separated list: stripped, blanks dropped, order kept."""
+        value = self.env.get(name) or ""
+        return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
 
     # settings every provider shares ---------------------------------------
     @property

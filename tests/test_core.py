@@ -7,7 +7,7 @@ import pytest
 from api import ctim, engine, http
 from api.bundle import Bundle
 from api.context import RequestContext
-from api.errors import (RequestTimeoutError, ServiceUnavailableError,
+from api.errors import (InvalidArgumentError, RequestTimeoutError, ServiceUnavailableError,
                         TooManyRequestsError, UnexpectedResponseError)
 from api.settings import Settings, parse_entities_limit
 
@@ -192,3 +192,34 @@ def test_bundle_dedupes_ids_and_verdicts():
     assert data["verdicts"]["count"] == 1
     assert data["verdicts"]["docs"][0]["disposition"] == ctim.MALICIOUS
     assert not Bundle()
+
+
+def test_module_settings_come_from_claims_and_are_checked():
+    base = Settings.from_env({"MISP_IDS_ONLY": "false", "API_URL": "https://misp.example"})
+    module = base.for_module({"MISP_IDS_ONLY": True, "API_URL": "https://evil.example",
+                              "key": "k"}, ("MISP_IDS_ONLY",))
+    assert module.setting_bool("MISP_IDS_ONLY", False) is True
+    assert base.setting_bool("MISP_IDS_ONLY", True) is False
+    assert module.get_url("API_URL") == "https://misp.example"   # never from a claim
+    assert module.for_module({}, ("X",)) is module
+    listed = base.for_module({"ORGS": ["a", " b", "a", ""]}, ("ORGS",))
+    assert listed.setting_list("ORGS") == ("a", "b")
+    with pytest.raises(InvalidArgumentError, match="MISP_IDS_ONLY.*JWT claim"):
+        base.for_module({"MISP_IDS_ONLY": "maybe"}, ("MISP_IDS_ONLY",)).setting_bool(
+            "MISP_IDS_ONLY", False)
+    with pytest.raises(InvalidArgumentError, match="DAYS.*environment variable"):
+        Settings.from_env({"DAYS": "-3"}).setting_int("DAYS", None, minimum=1)
+    with pytest.raises(InvalidArgumentError, match="must be a string"):
+        base.for_module({"DAYS": {"x": 1}}, ("DAYS",))
+    with pytest.raises(InvalidArgumentError, match="one of mark, drop, off"):
+        Settings.from_env({"W": "hide"}).setting_choice("W", "mark", ("mark", "drop", "off"))
+    dropped = Settings.from_env({"W": " DROP "}).setting_choice("W", "mark", ("mark", "drop"))
+    assert dropped == "drop"
+    assert Settings.from_env({}).setting_int("DAYS", None) is None
+
+
+def test_upstream_calls_are_counted_per_request(use_emulator, client):
+    emulator = use_emulator("cyberprotect")
+    ctx = RequestContext("Test", Settings.from_env({emulator.module.ENV_VAR: emulator.url}))
+    http.request(ctx, "T", "GET", emulator.url + "/api/score/1.2.3.4")
+    assert ctx.stats.upstream_calls == 1 and ctx.stats.upstream_seconds > 0

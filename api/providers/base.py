@@ -45,6 +45,7 @@ class Provider:
     description = ""                    # one line for module_type.json
     url = ""                            # provider home page
     env_vars = {}                       # provider settings: name -> description
+    module_settings = ()                # env_vars a module's JWT claim may override
 
     def supports(self, capability):
         return capability in self.capabilities

@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from api import cli
+from api.tools import cli
 from tests.ctim_check import ROOT
 from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn

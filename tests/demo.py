@@ -9,7 +9,8 @@ import json
 
 import requests
 
-from api import cli, providers
+from api import providers
+from api.tools import cli
 from tests.ctim_check import ROOT, check
 from tests.emulators import base
 from tests.relay_server import spawn

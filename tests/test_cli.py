@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from api import cli
+from api.tools import cli
 from tests.ctim_check import ROOT
 from tests.emulators import misp as misp_emulator
 

@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from api import cli, providers
+from api import providers
+from api.tools import cli
 from tests import ctim_check, samples
 from tests.conftest import bearer
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from api import module_type, providers
+from api import providers
+from api.tools import module_type
 from tests import ctim_check
 from tests import emulators as emulator_modules
 from tests.conftest import bearer
@@ -28,7 +29,7 @@ def test_one_committed_file_per_provider_and_up_to_date(tmp_path):
     assert LOADED, "no provider loads"
     assert sorted(p.name for p in MODULES.iterdir() if p.is_dir()) == sorted(LOADED)
     assert module_type.main(["--out", str(MODULES), "--check"]) == 0, \
-        "modules/ is stale: run `python -m api.module_type`"
+        "modules/ is stale: run `python -m api.tools.module_type`"
     assert module_type.main(["--out", str(tmp_path)]) == 0
     for name in LOADED:
         assert (tmp_path / name / "module_type.json").read_text() == \

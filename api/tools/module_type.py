@@ -1,7 +1,7 @@
 """Cisco XDR / SecureX module type definitions, generated from the providers'
 own declarations (title, description, url, types, capabilities, claims).
 
-    python -m api.module_type [--out modules/] [--url LAMBDA_URL] [--secret-key KEY]
+    python -m api.tools.module_type [--out modules/] [--url LAMBDA_URL] [--secret-key KEY]
 
 writes `<out>/<provider>/module_type.json` for every provider that loads.
 The committed files carry a placeholder URL and no key; run with `--url`
@@ -110,7 +110,7 @@ def generate(url=None, secret_key=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m api.module_type",
+    parser = argparse.ArgumentParser(prog="python -m api.tools.module_type",
                                      description="Write one module_type.json per provider.")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: modules)")
     parser.add_argument("--url", help="the relay's base URL (Lambda URL incl. the stage)")
@@ -131,7 +131,7 @@ def main(argv=None):
         path.write_text(text, encoding="utf-8")
         print(path)
     if stale:
-        print("out of date (run `python -m api.module_type`): " + ", ".join(stale),
+        print("out of date (run `python -m api.tools.module_type`): " + ", ".join(stale),
               file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,1 @@
+"""Operator tools: `jwt dev` (api.tools.cli) and module types (api.tools.module_type)."""

@@ -20,7 +20,7 @@ from api.errors import InvalidArgumentError
 
 DEFAULT_ENTITIES_LIMIT = 100
 # Relay-wide settings a module's token may set for itself (providers add theirs).
-MODULE_SETTINGS = ()
+MODULE_SETTINGS = ("RELAY_CACHE_TTL",)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

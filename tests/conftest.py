@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 from flask.testing import FlaskClient
 
-from api import http
+from api import cache, http
 from tests import ctim_check
 from tests.emulators import base as emulator_base
 
@@ -25,7 +25,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 RELAY_VARS = ("SECRET_KEY", "API_URL", "CTR_ENTITIES_LIMIT", "RELAY_PROVIDER",
               "RELAY_HTTP_TIMEOUT", "RELAY_DEADLINE", "RELAY_CONCURRENCY",
-              "RELAY_MAX_BODY_BYTES", "RELAY_MAX_OBSERVABLES")
+              "RELAY_MAX_BODY_BYTES", "RELAY_MAX_OBSERVABLES", "RELAY_CACHE_TTL",
+              "RELAY_CACHE_BYTES", "RELAY_CACHE_TABLE")
 
 
 class ValidatingClient(FlaskClient):
@@ -54,8 +55,10 @@ def relay_env(monkeypatch):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECRET_KEY", SECRET)
     http.reset_state()
+    cache.reset()
     yield monkeypatch
     http.reset_state()
+    cache.reset()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """HTTP access to AlienVault OTX (REST API v1, `X-OTX-API-KEY: <key>`)."""
 from urllib.parse import quote
 
-from api import http
+from api import cache, http
 from api.errors import (AuthorizationError, ServiceUnavailableError,
                         TooManyRequestsError, UnexpectedResponseError)
 
@@ -86,13 +86,16 @@ def get(ctx, path, params=None, missing_ok=True):
 def general(ctx, observable_type, value):
     """The `general` section of an indicator (pulses, validation), or None."""
     section = SECTION_TYPES[observable_type]
-    return get(ctx, f"indicators/{section}/{path_value(value)}/general")
+    return cache.fetch(ctx, "otx", f"general:{section}", value, lambda: get(
+        ctx, f"indicators/{section}/{path_value(value)}/general"), scope=(base_url(ctx),))
 
 
 def pulse_indicators(ctx, pulse_id, page, page_size):
     """One page `{count, next, results[]}` of a pulse's indicators, or None."""
-    return get(ctx, f"pulses/{quote(pulse_id, safe='')}/indicators",
-               params={"sort": "-created", "limit": page_size, "page": page})
+    return cache.fetch(ctx, "otx", f"pulse-page:{page}:{page_size}", pulse_id, lambda: get(
+        ctx, f"pulses/{quote(pulse_id, safe='')}/indicators",
+        params={"sort": "-created", "limit": page_size, "page": page}),
+        scope=(base_url(ctx),))
 
 
 def user_me(ctx):

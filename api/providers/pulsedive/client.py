@@ -7,7 +7,7 @@ never put into an error message or a log line.
 import re
 import time
 
-from api import http
+from api import cache, http
 from api.errors import (AuthorizationError, RequestTimeoutError,
                         ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
@@ -178,14 +178,16 @@ def _error_in_body(body):
 
 def info(ctx, value):
     """info.php for indicator `value`: its object, or None when Pulsedive has none."""
-    return _answer(_send(ctx, "GET", "info.php",
-                         params={"indicator": value, "key": ctx.key}))
+    return cache.fetch(ctx, "pulsedive", "info", value, lambda: _answer(_send(
+        ctx, "GET", "info.php", params={"indicator": value, "key": ctx.key})),
+        scope=(base_url(ctx),))
 
 
 def links(ctx, value):
     """info.php `get=links` for `value` ({"Active DNS": [...], ...}) or None."""
-    return _answer(_send(ctx, "GET", "info.php",
-                         params={"indicator": value, "get": "links", "key": ctx.key}))
+    return cache.fetch(ctx, "pulsedive", "links", value, lambda: _answer(_send(
+        ctx, "GET", "info.php", params={"indicator": value, "get": "links", "key": ctx.key})),
+        scope=(base_url(ctx),))
 
 
 def health(ctx):
@@ -194,7 +196,10 @@ def health(ctx):
 
 
 def scan(ctx, value, probe=False):
-    """Queue a Pulsedive scan (analyze.php) of `value`; returns the queue id."""
+    """Queue a Pulsedive scan (analyze.php) of `value`; returns the queue id.
+
+    The value's cached lookups are dropped, so the next observe shows the scan.
+    """
     response = _send(ctx, "POST", "analyze.php",
                      data={"value": value, "probe": "1" if probe else "0",
                            "key": ctx.key})
@@ -205,4 +210,5 @@ def scan(ctx, value, probe=False):
         raise UnexpectedResponseError(
             f"The data structure of the {TITLE} API has changed (no 'qid' in the "
             "scan answer)")
+    cache.invalidate(ctx, "pulsedive", value)
     return body["qid"]

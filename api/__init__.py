@@ -18,6 +18,9 @@ def create_app():
 
     app = Flask(__name__)
     app.url_map.strict_slashes = False
+    # `//` in a path would answer a 308 whose Location is built from the Host
+    # header; unmerged, such a path is a plain JSON 404.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False
     app.register_blueprint(bp)
     prefix = "/<any({}):provider>".format(", ".join(providers.NAMES))

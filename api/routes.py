@@ -55,13 +55,14 @@ def envelope(data=None, errors=()):
 
 
 def _context(provider_name, settings):
+    # Authenticate first: an unauthenticated caller learns nothing of the setup.
+    token = auth.bearer_token(request.headers.get("Authorization"))
+    claims = auth.decode(token, settings.secret_key)
     name = provider_name or settings.default_provider
     if name not in providers.NAMES:
         raise ProviderUnavailableError(
             f"RELAY_PROVIDER '{name}' is not one of {', '.join(providers.NAMES)}")
     provider = providers.get(name)
-    token = auth.bearer_token(request.headers.get("Authorization"))
-    claims = auth.decode(token, settings.secret_key)
     auth.require_claims(claims, provider.credential_claims)
     settings = settings.for_module(claims, MODULE_SETTINGS + tuple(provider.module_settings))
     limit = parse_entities_limit(

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from flask import Blueprint, jsonify, request
 
-from api import auth, providers
+from api import auth, providers, telemetry
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
@@ -43,6 +43,7 @@ def errors_json(errors):
 
 
 def envelope(data=None, errors=()):
+    telemetry.note(data=data, errors=errors)
     body = {}
     if errors:
         body["errors"] = errors_json(errors)
@@ -80,10 +81,13 @@ def _observables_route(provider_name, capability):
     settings = Settings.from_env()
     try:
         provider, ctx = _context(provider_name, settings)
+        telemetry.note(ctx=ctx)
         observables = parse_observables(read_body(request, settings), settings)
+        telemetry.note(observables=observables)
         if not provider.supports(capability):
             return envelope(_EMPTY[capability])
         selected = select(observables, provider)
+        telemetry.note(supported=selected)
         if capability in ("observe", "deliberate"):
             if not selected:
                 return envelope({})
@@ -121,6 +125,7 @@ def respond_trigger(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         params = parse_trigger(read_body(request, settings))
         if not provider_obj.supports("respond"):
             raise RelayError(
@@ -138,6 +143,7 @@ def health(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         if provider_obj.supports("health"):
             provider_obj.health(ctx)
     except RelayError as error:

@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 from flask.testing import FlaskClient
 
-from api import cache, http
+from api import cache, http, ratelimit
 from tests import ctim_check
 from tests.emulators import base as emulator_base
 
@@ -55,9 +55,11 @@ def relay_env(monkeypatch):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECRET_KEY", SECRET)
     http.reset_state()
+    ratelimit.reset()
     cache.reset()
     yield monkeypatch
     http.reset_state()
+    ratelimit.reset()
     cache.reset()
 
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from api import cache, http
+from api import cache, ratelimit
 from api.cache import keys
 from api.cache.memory import ENTRY_OVERHEAD, MemoryTier
 from api.context import RequestContext
@@ -162,7 +162,7 @@ def test_errors_are_never_cached(client, case, status):
     body = post(client, provider, "deliberate/observables", [observable])
     assert body["errors"]
     emu.reset()
-    http.reset_state()      # forget the closed key; the answer must not be cached
+    ratelimit.reset()       # forget the closed key; the answer must not be cached
     body = post(client, provider, "deliberate/observables", [observable])
     assert "errors" not in body and emu.calls == 1
 

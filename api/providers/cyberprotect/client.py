@@ -7,7 +7,7 @@ error for that observable only.
 """
 from urllib.parse import quote
 
-from api import cache, ctim, http
+from api import cache, ctim, http, ratelimit
 from api.errors import (NotFoundError, ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
 
@@ -61,7 +61,7 @@ def read(response):
         raise NotFoundError(
             f"{TITLE} API not found (HTTP 404{suffix}); check {API_URL_VAR}")
     if status == 429:
-        wait = http.retry_after(response)
+        wait = ratelimit.retry_after(response)
         later = f"; retry in {wait:.0f} s" if wait else ""
         raise TooManyRequestsError(f"{TITLE} rate limit reached (HTTP 429){later}")
     if status >= 500:
@@ -84,5 +84,5 @@ def score(ctx, value):
         session_name="cyberprotect",
         # A 429 closes the gate for the tokens with these claims (usually `{}`),
         # so later calls fail fast instead of hammering Threatscore.
-        gate=http.RateGate.for_credential("cyberprotect", ctx),
+        gate=ratelimit.RateGate.for_credential("cyberprotect", ctx),
         headers={"Accept": "application/json"}))

@@ -1,7 +1,7 @@
 """HTTP access to AlienVault OTX (REST API v1, `X-OTX-API-KEY: <key>`)."""
 from urllib.parse import quote
 
-from api import cache, http
+from api import cache, http, ratelimit
 from api.errors import (AuthorizationError, ServiceUnavailableError,
                         TooManyRequestsError, UnexpectedResponseError)
 
@@ -39,7 +39,7 @@ def _raise_for_status(response, missing_ok):
     if status in (401, 403):
         raise AuthorizationError(f"AlienVault OTX rejected the API key (HTTP {status})")
     if status == 429:
-        wait = http.retry_after(response)
+        wait = ratelimit.retry_after(response)
         hint = f"; retry in {wait:.0f} s" if wait else ""
         raise TooManyRequestsError(f"AlienVault OTX rate limit reached (HTTP 429){hint}")
     if status >= 500:
@@ -71,7 +71,7 @@ def get(ctx, path, params=None, missing_ok=True):
     url = f"{base_url(ctx)}/api/v1/{path}"
     response = http.request(
         ctx, TITLE, "GET", url, session_name="otx", params=params,
-        gate=http.RateGate.for_credential("otx", ctx),
+        gate=ratelimit.RateGate.for_credential("otx", ctx),
         auth=_ApiKey(ctx.key), headers={"Accept": "application/json"})
     _raise_for_status(response, missing_ok)
     if response.status_code != 200:

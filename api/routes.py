@@ -8,14 +8,14 @@ envelope; errors travel in the body.
 import time
 from types import MappingProxyType
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from api import auth, providers
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
 from api.settings import MODULE_SETTINGS, Settings, parse_entities_limit
-from api.version import VERSION
+from api.version import NAME, VERSION
 
 bp = Blueprint("relay", __name__)
 
@@ -155,3 +155,13 @@ def watchdog(provider=None):
     if not value:
         return envelope(errors=[HealthCheckError("Invalid Health Check")])
     return jsonify({"data": value})
+
+
+@bp.get("/")
+def index(provider=None):
+    """What `curl http://localhost:9090` shows: no token, nothing secret."""
+    routes = sorted({(rule.rule, method) for rule in current_app.url_map.iter_rules()
+                     if rule.endpoint.startswith("relay.")
+                     for method in rule.methods - {"HEAD", "OPTIONS"}})
+    return jsonify({"name": NAME, "version": VERSION, "providers": list(providers.NAMES),
+                    "routes": [f"{method} {path}" for path, method in routes]})

@@ -22,6 +22,8 @@ MAX_ZIP_BYTES = 8 * 1024 * 1024
 DEPLOY_ONLY = ("troposphere", "cfn_flip", "yaml", "placebo", "argcomplete", "hjson",
                "tqdm", "slugify", "setuptools", "pip", "wheel", "toml", "packaging")
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
+# The container's WSGI server (requirements-container.txt) has no place on Lambda.
+CONTAINER_ONLY = ("gunicorn",)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +55,11 @@ def test_zip_is_lean(package):
         assert required in top, required
     dev_files = {"tests", "docs", "aws", "modules", ".venv", ".venv-lambda", ".git",
                  "Makefile", "requirements.txt", "test-requirements.txt", "README.md",
-                 "module_settings.json", "zappa_settings.json"}
+                 "module_settings.json", "zappa_settings.json", "Dockerfile",
+                 ".dockerignore", "gunicorn.conf.py", "requirements-container.txt"}
     assert not top & dev_files
     left = [name for name in top
-            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY
+            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY + CONTAINER_ONLY
             if name == pkg or name.startswith(pkg + "-")]
     assert not left, left
 

@@ -170,9 +170,17 @@ def authenticate(header, ctx, provider_name, audiences):
     return {name: value for name, value in claims.items() if name not in TOKEN_CLAIMS}
 
 
+def credential_ok(value):
+    """Whether a credential claim is usable as it is: printable ASCII, not blank,
+    no surrounding whitespace. A CR/LF, NUL or other control character would
+    break the header or query string carrying the key, and the resulting
+    error would quote the key in a log line."""
+    return (isinstance(value, str) and value.strip() == value != ""
+            and value.isascii() and value.isprintable())
+
+
 def require_claims(claims, names):
-    """Check that every credential claim is a non-blank string."""
+    """Check that every credential claim is usable (see `credential_ok`)."""
     for name in names:
-        value = claims.get(name)
-        if not isinstance(value, str) or not value.strip():
+        if not credential_ok(claims.get(name)):
             raise AuthorizationError(WRONG_PAYLOAD)

@@ -8,14 +8,14 @@ envelope; errors travel in the body.
 import time
 from types import MappingProxyType
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from api import auth, providers
+from api import auth, providers, telemetry
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
 from api.settings import MODULE_SETTINGS, Settings, parse_entities_limit
-from api.version import VERSION
+from api.version import NAME, VERSION
 
 bp = Blueprint("relay", __name__)
 
@@ -43,6 +43,7 @@ def errors_json(errors):
 
 
 def envelope(data=None, errors=()):
+    telemetry.note(data=data, errors=errors)
     body = {}
     if errors:
         body["errors"] = errors_json(errors)
@@ -91,10 +92,13 @@ def _observables_route(provider_name, capability):
     settings = Settings.from_env()
     try:
         provider, ctx = _context(provider_name, settings)
+        telemetry.note(ctx=ctx)
         observables = parse_observables(read_body(request, settings), settings)
+        telemetry.note(observables=observables)
         if not provider.supports(capability):
             return envelope(_EMPTY[capability])
         selected = select(observables, provider)
+        telemetry.note(supported=selected)
         if capability in ("observe", "deliberate"):
             if not selected:
                 return envelope({})
@@ -132,6 +136,7 @@ def respond_trigger(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         params = parse_trigger(read_body(request, settings))
         if not provider_obj.supports("respond"):
             raise RelayError(
@@ -149,6 +154,7 @@ def health(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         if provider_obj.supports("health"):
             provider_obj.health(ctx)
     except RelayError as error:
@@ -167,3 +173,13 @@ def watchdog(provider=None):
     if not value:
         return envelope(errors=[HealthCheckError("Invalid Health Check")])
     return jsonify({"data": value})
+
+
+@bp.get("/")
+def index(provider=None):
+    """What `curl http://localhost:9090` shows: no token, nothing secret."""
+    routes = sorted({(rule.rule, method) for rule in current_app.url_map.iter_rules()
+                     if rule.endpoint.startswith("relay.")
+                     for method in rule.methods - {"HEAD", "OPTIONS"}})
+    return jsonify({"name": NAME, "version": VERSION, "providers": list(providers.NAMES),
+                    "routes": [f"{method} {path}" for path, method in routes]})

@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 def create_app():
     """The WSGI app: relay routes un-prefixed and under `/<provider>`."""
-    from api import providers
+    from api import providers, telemetry
     from api.routes import bp
 
     # urllib3 logs request URLs at DEBUG, and some providers take the API key
@@ -25,6 +25,7 @@ def create_app():
     app.register_blueprint(bp)
     prefix = "/<any({}):provider>".format(", ".join(providers.NAMES))
     app.register_blueprint(bp, url_prefix=prefix, name="provider")
+    telemetry.install(app)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

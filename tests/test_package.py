@@ -16,12 +16,15 @@ import pytest
 from api.version import VERSION
 from tests import ctim_check
 from tests import lambda_env as L
+from tests.telemetry_check import split_output
 
 MAX_ZIP_BYTES = 8 * 1024 * 1024
 # Zappa's deploy-time dependencies: the Lambda never imports them.
 DEPLOY_ONLY = ("troposphere", "cfn_flip", "yaml", "placebo", "argcomplete", "hjson",
                "tqdm", "slugify", "setuptools", "pip", "wheel", "toml", "packaging")
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
+# The container's WSGI server (requirements-container.txt) has no place on Lambda.
+CONTAINER_ONLY = ("gunicorn",)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +56,11 @@ def test_zip_is_lean(package):
         assert required in top, required
     dev_files = {"tests", "docs", "aws", "modules", ".venv", ".venv-lambda", ".git",
                  "Makefile", "requirements.txt", "test-requirements.txt", "README.md",
-                 "module_settings.json", "zappa_settings.json"}
+                 "module_settings.json", "zappa_settings.json", "Dockerfile",
+                 ".dockerignore", "gunicorn.conf.py", "requirements-container.txt"}
     assert not top & dev_files
     left = [name for name in top
-            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY
+            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY + CONTAINER_ONLY
             if name == pkg or name.startswith(pkg + "-")]
     assert not left, left
 
@@ -88,13 +92,18 @@ def _mint(claims, directory):
     return L.jwt_dev(claims_file)
 
 
-def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_path):
-    _, task, layer, _ = package
+def _misp_module(emulators, directory):
+    """(MISP emulator, token, SECRET_KEY, auth header, observables.json)."""
     misp = emulators["misp"]
     misp.reset()
-    token, secret = _mint(misp.module.CLAIMS, tmp_path)
-    auth = {"Authorization": f"Bearer {token}"}
+    token, secret = _mint(misp.module.CLAIMS, directory)
     observables = json.loads((L.REPO / "observables.json").read_text())
+    return misp, token, secret, {"Authorization": f"Bearer {token}"}, observables
+
+
+def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_path):
+    _, task, layer, _ = package
+    misp, token, secret, auth, observables = _misp_module(emulators, tmp_path)
     events = [
         L.rest_v1_event("/version", method="POST"),
         L.rest_v1_event("/observe/observables", observables, auth),
@@ -133,6 +142,60 @@ def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_pat
     print(f"\ncold `import handler` from the package: {answer['import_seconds'] * 1000:.0f} ms")
 
 
+def test_handler_checks_xdr_rs256_tokens_without_cryptography(package, emulators, xdr, ca):
+    """An XDR module's RS256 token, audience the module URL as API Gateway (with
+    its stage) or a function URL shows it, checked by the package alone against
+    XDR's JWKS over TLS: once per warm container, no `cryptography` in the zip."""
+    _, task, layer, _ = package
+    misp = emulators["misp"]
+    misp.reset()
+
+    def auth(aud):
+        return {"Authorization": f"Bearer {xdr.token({**misp.module.CLAIMS, 'aud': aud})}"}
+
+    rest_base = f"https://{L.HOST_V1}/{L.STAGE}"
+    events = [L.rest_v1_event("/misp/health", headers=auth(rest_base + "/misp")),
+              L.rest_v1_event("/health", headers=auth(rest_base)),
+              L.function_url_v2_event("/misp/health", None, auth(f"https://{L.HOST_URL}/misp")),
+              L.rest_v1_event("/misp/health", headers=auth(rest_base + "/otx")),
+              L.rest_v1_event("/misp/health", headers=auth(f"https://{L.HOST_V1}/misp"))]
+    env = {misp.module.ENV_VAR: misp.url, "RELAY_JWKS_HOSTS": xdr.host,
+           "REQUESTS_CA_BUNDLE": str(ca.ca_file)}
+    answer = L.invoke_handler(task, events, env, layer)
+    bodies = [L.response_json(r) for r in answer["results"]]
+    assert bodies[:3] == [{"data": {"status": "ok"}}] * 3, bodies
+    for body in bodies[3:]:   # another module's URL; the URL without the stage
+        assert body["errors"][0]["message"] == \
+            "Authorization failed: Wrong configuration-token-audience"
+    assert xdr.fetches == 1
+    assert not [m for m in answer["modules"] if m.split(".")[0] == "cryptography"]
+
+
 def test_packaging_time_is_reasonable(package):
     _, _, _, seconds = package
     assert seconds < 60
+
+
+def test_handler_logs_and_metrics(package, emulators, tmp_path):
+    """The packaged handler under Zappa's WARNING log level: one JSON request
+    line per invocation (API Gateway's request id), valid EMF, no secret."""
+    _, task, layer, _ = package
+    misp, token, secret, auth, observables = _misp_module(emulators, tmp_path)
+    events = [
+        L.rest_v1_event("/misp/observe/observables", observables, auth),
+        L.function_url_v2_event("/deliberate/observables", observables, auth),
+        L.rest_v1_event("/health", headers={"Authorization": "Bearer x" + token}),
+    ]
+    env = {"SECRET_KEY": secret, misp.module.ENV_VAR: misp.url}
+    answer = L.invoke_handler(task, events, env, layer)
+    requests, _, metrics = split_output(answer["stdout"], only_json=False)
+    assert [(r["request_id"], r["route"], r["outcome"]) for r in requests] == [
+        ("req-v1", "observe/observables", "ok"), ("req-v2", "deliberate/observables", "ok"),
+        ("req-v1", "health", "error")]
+    assert requests[0]["upstream_calls"] >= 1 and requests[0]["entities"]["verdicts"] >= 1
+    assert requests[2]["errors"] == {"authorization error": 1}
+    assert {(m["route"], m["Requests"]) for m in metrics if "code" not in m} == {
+        ("observe/observables", 1), ("deliberate/observables", 1), ("health", 1)}
+    written = answer["stdout"] + answer["stderr"]
+    for value in (token, secret, *misp.module.CLAIMS.values()):
+        assert value not in written

@@ -142,6 +142,35 @@ def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_pat
     print(f"\ncold `import handler` from the package: {answer['import_seconds'] * 1000:.0f} ms")
 
 
+def test_handler_checks_xdr_rs256_tokens_without_cryptography(package, emulators, xdr, ca):
+    """An XDR module's RS256 token, audience the module URL as API Gateway (with
+    its stage) or a function URL shows it, checked by the package alone against
+    XDR's JWKS over TLS: once per warm container, no `cryptography` in the zip."""
+    _, task, layer, _ = package
+    misp = emulators["misp"]
+    misp.reset()
+
+    def auth(aud):
+        return {"Authorization": f"Bearer {xdr.token({**misp.module.CLAIMS, 'aud': aud})}"}
+
+    rest_base = f"https://{L.HOST_V1}/{L.STAGE}"
+    events = [L.rest_v1_event("/misp/health", headers=auth(rest_base + "/misp")),
+              L.rest_v1_event("/health", headers=auth(rest_base)),
+              L.function_url_v2_event("/misp/health", None, auth(f"https://{L.HOST_URL}/misp")),
+              L.rest_v1_event("/misp/health", headers=auth(rest_base + "/otx")),
+              L.rest_v1_event("/misp/health", headers=auth(f"https://{L.HOST_V1}/misp"))]
+    env = {misp.module.ENV_VAR: misp.url, "RELAY_JWKS_HOSTS": xdr.host,
+           "REQUESTS_CA_BUNDLE": str(ca.ca_file)}
+    answer = L.invoke_handler(task, events, env, layer)
+    bodies = [L.response_json(r) for r in answer["results"]]
+    assert bodies[:3] == [{"data": {"status": "ok"}}] * 3, bodies
+    for body in bodies[3:]:   # another module's URL; the URL without the stage
+        assert body["errors"][0]["message"] == \
+            "Authorization failed: Wrong configuration-token-audience"
+    assert xdr.fetches == 1
+    assert not [m for m in answer["modules"] if m.split(".")[0] == "cryptography"]
+
+
 def test_packaging_time_is_reasonable(package):
     _, _, _, seconds = package
     assert seconds < 60

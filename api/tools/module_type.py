@@ -44,11 +44,16 @@ def _types(provider):
 
 def configuration_spec(provider):
     """One field per credential claim (`custom_<claim>` reaches the relay as
-    `<claim>`), plus the optional per-module entities limit."""
+    `<claim>`), the optional per-module entities limit, and one optional
+    field per setting the provider lets a module set (`module_settings`)."""
     spec = [{"key": f"custom_{claim}", "type": "api_key",
              "label": provider.claim_prompts.get(claim, claim), "required": True}
             for claim in provider.credential_claims]
-    return spec + [dict(ENTITIES_LIMIT_SPEC)]
+    settings = [{"key": f"custom_{name}", "type": "string", "label": name, "required": False,
+                 "tooltip": f"{provider.env_vars.get(name, name)} (overrides the Lambda's "
+                            "environment variable for this module)"}
+                for name in provider.module_settings]
+    return spec + [dict(ENTITIES_LIMIT_SPEC)] + settings
 
 
 def _tips(provider, url):

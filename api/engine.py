@@ -37,8 +37,9 @@ def run(ctx, tasks):
                 results.append((label, *future.result()))
             else:
                 future.cancel()
+                # The caller names the observable (error.subject), not the message.
                 results.append((label, None, RequestTimeoutError(
-                    f"{label}: no answer from {ctx.provider} within the relay's "
+                    f"no answer from {ctx.provider} within the relay's "
                     f"{ctx.settings.deadline:g} s deadline")))
         return results
     finally:
@@ -53,4 +54,4 @@ def _call(label, func):
         return None, error
     except Exception:  # a bug must cost one observable, not the response
         log.exception("unexpected error while handling %s", label)
-        return None, InternalError(f"{label}: unexpected error in the relay")
+        return None, InternalError("unexpected error in the relay")

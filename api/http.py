@@ -59,15 +59,19 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, **kwargs):
         gate.wait(ctx, title)
     kwargs.setdefault("timeout", ctx.timeout())
     started = time.monotonic()
+    status = code = None
     try:
         response = session(session_name or ctx.provider).request(method, url, **kwargs)
+        status = response.status_code
     except requests.Timeout:
+        code = RequestTimeoutError.code
         raise RequestTimeoutError(f"{title} did not answer in time") from None
     except requests.RequestException as error:
+        code = ServiceUnavailableError.code
         raise ServiceUnavailableError(
             f"Unable to reach {title}: {type(error).__name__}") from None
     finally:
-        ctx.stats.upstream(time.monotonic() - started)
+        ctx.stats.upstream(time.monotonic() - started, title, status, code)
     if gate is not None:
         gate.observe(response)
     return response

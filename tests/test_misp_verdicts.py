@@ -567,3 +567,10 @@ def test_jwt_dev_takes_the_settings_from_the_claims_file(client, misp, relay_env
                        json=[observable("8.8.8.8"), observable("203.0.113.10")]).get_json()
     assert Answer(body).verdict("8.8.8.8") == "Malicious"     # warninglists off
     assert Answer(body).verdict("203.0.113.10") is None       # not for IDS
+
+
+def test_misp_down_is_one_error_not_one_per_call(client, misp):
+    misp.fail["*"] = 503
+    answer = ask(client, ["198.51.100.23"])
+    assert misp.calls == 2
+    assert [e["code"] for e in answer.errors()] == ["service unavailable"]

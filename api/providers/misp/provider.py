@@ -184,7 +184,10 @@ class MispProvider(Provider):
         hits, lists = {}, {}
         for label, result, error in engine.run(ctx, tasks):
             if error is not None:
-                outcome.errors.append(error)
+                # both calls failing alike (MISP down) is one failure to report
+                if (error.code, error.message) not in {(e.code, e.message)
+                                                       for e in outcome.errors}:
+                    outcome.errors.append(error)
             elif label == "events":
                 hits, errors = result
                 outcome.errors.extend(errors)

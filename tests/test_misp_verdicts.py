@@ -526,7 +526,7 @@ def test_many_observables_map_from_one_index():
 
 def test_module_type_offers_each_setting_as_an_optional_field(client, misp):
     """`custom_<NAME>` fields in modules/misp/module_type.json reach the relay as claims."""
-    from tests.test_module_type import _committed, _platform_claims
+    from tests.test_module_type import _committed, _module_claims
 
     body = _committed("misp")
     fields = {f["key"]: f for f in body["configuration_spec"]}
@@ -534,8 +534,8 @@ def test_module_type_offers_each_setting_as_an_optional_field(client, misp):
     for name in PROVIDER.module_settings:
         assert fields[f"custom_{name}"]["required"] is False
         assert fields[f"custom_{name}"]["type"] == "string"
-    claims = _platform_claims(body, {"custom_key": emulator_data.KEY,
-                                     "custom_MISP_WARNINGLISTS": "off"})
+    claims = _module_claims(body, {"custom_key": emulator_data.KEY,
+                                   "custom_MISP_WARNINGLISTS": "off"})
     answer = client.post("/observe/observables", json=[observable("8.8.8.8")],
                          headers=bearer(claims)).get_json()
     assert Answer(answer).verdict("8.8.8.8") == "Malicious"   # not marked: the field applied

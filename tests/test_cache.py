@@ -11,7 +11,7 @@ from api.cache.memory import ENTRY_OVERHEAD, MemoryTier
 from api.context import RequestContext
 from api.settings import Settings
 from tests.conftest import SECRET, bearer
-from tests.emulators import cyberprotect, otx, pulsedive
+from tests.emulators import cyberprotect, misp, otx, pulsedive
 
 # provider -> (emulator module, a few observables it knows, one more)
 CASES = {
@@ -27,7 +27,7 @@ OTHER_KEY = "another-tenant-key-000000000000"
 
 
 def post(client, provider, route, body, claims=None):
-    module = CASES[provider][0]
+    module = misp if provider == "misp" else CASES[provider][0]
     response = client.post(f"/{provider}/{route}", json=body,
                            headers=bearer(module.CLAIMS if claims is None else claims))
     return response.get_json()
@@ -211,6 +211,52 @@ def test_in_process_tier_stays_within_its_byte_bound(client, use_emulator, relay
     assert emu.calls == 1
 
 
+# --- MISP: one batched search for what the cache does not hold -------------------------
+
+def misp_searches(emu):
+    return [r["json"]["value"] for r in emu.requests if r["path"] == "/events/restSearch"]
+
+
+def test_misp_repeat_makes_no_call_and_new_values_go_in_one_search(client, use_emulator):
+    emu = use_emulator("misp")
+    observables = misp.observables(5)
+    first = post(client, "misp", "observe/observables", observables[:3])
+    assert "errors" not in first and len(misp_searches(emu)) == 1
+    emu.reset()
+    again = post(client, "misp", "observe/observables", observables[:3])
+    assert emu.calls == 0 and not differences(again, first)
+    post(client, "misp", "deliberate/observables", observables[:3])
+    assert emu.calls == 0
+    body = post(client, "misp", "observe/observables", observables)
+    assert "errors" not in body and body["data"]["verdicts"]["count"] == 5
+    assert misp_searches(emu) == [[o["value"] for o in observables[3:]]]
+
+
+def test_misp_settings_that_change_the_search_are_part_of_the_key(client, use_emulator):
+    emu = use_emulator("misp")
+    observables = misp.observables(2)
+    post(client, "misp", "deliberate/observables", observables)
+    emu.reset()
+    post(client, "misp", "deliberate/observables", observables,
+         claims=dict(misp.CLAIMS, MISP_IDS_ONLY=True))
+    [search] = [r["json"] for r in emu.requests if r["path"] == "/events/restSearch"]
+    assert search["to_ids"] == 1
+
+
+def test_misp_sighting_drops_the_value(client, use_emulator):
+    emu = use_emulator("misp")
+    observables = misp.observables(2)
+    post(client, "misp", "observe/observables", observables)
+    target = observables[0]["value"]
+    response = client.post("/misp/respond/trigger", headers=bearer(misp.CLAIMS), json={
+        "action-id": "misp-add-sighting", "observable_type": "ip",
+        "observable_value": target})
+    assert response.get_json()["data"]["status"] == "success"
+    emu.reset()
+    post(client, "misp", "observe/observables", observables)
+    assert misp_searches(emu) == [[target]]
+
+
 # --- the pieces, directly ---------------------------------------------------------
 
 def context(ttl="300", **claims):
@@ -246,18 +292,31 @@ def test_fetch_many_loads_only_the_missing_values():
 
     def load_many(values):
         asked.append(list(values))
-        return {value: [value.upper()] for value in values}
+        return {value: [value.upper()] for value in values if value != "none"}, []
 
-    assert cache.fetch_many(ctx, "p", "search", ["a", "b"], load_many) == {
-        "a": ["A"], "b": ["B"]}
-    assert cache.fetch_many(ctx, "p", "search", ["b", "c", "a"], load_many) == {
-        "a": ["A"], "b": ["B"], "c": ["C"]}
-    assert asked == [["a", "b"], ["c"]]
+    assert cache.fetch_many(ctx, "p", "search", ["a", "b"], load_many) == (
+        {"a": ["A"], "b": ["B"]}, [])
+    assert cache.fetch_many(ctx, "p", "search", ["b", "c", "a", "none"], load_many) == (
+        {"a": ["A"], "b": ["B"], "c": ["C"], "none": None}, [])
+    assert asked == [["a", "b"], ["c", "none"]]
+    cache.fetch_many(ctx, "p", "search", ["none"], load_many)
+    assert asked[-1] == ["c", "none"]          # "no answer" is an answer too
     cache.invalidate(ctx, "p", "a")
     cache.fetch_many(ctx, "p", "search", ["a", "b"], load_many)
     assert asked[-1] == ["a"]
-    assert cache.fetch_many(context("0", key="k"), "p", "search", ["a"], load_many)
-    assert asked[-1] == ["a"]
+    cache.fetch_many(context("0", key="k"), "p", "search", ["a"], load_many)
+    assert asked[-1] == ["a"] and len(asked) == 4
+
+
+def test_fetch_many_keeps_nothing_from_a_partial_answer():
+    ctx = context(key="k")
+    problem = RuntimeError("page 2 failed")
+
+    def partial(values):
+        return {value: [value] for value in values}, [problem]
+
+    assert cache.fetch_many(ctx, "p", "search", ["a"], partial) == ({"a": ["a"]}, [problem])
+    assert cache.fetch_many(ctx, "p", "search", ["a"], partial)[1] == [problem]
 
 
 def test_credential_tag_hides_the_key_and_ignores_other_claims():

@@ -100,8 +100,13 @@ def fetch(ctx, provider, kind, value, load, scope=()):
 
 
 def fetch_many(ctx, provider, kind, values, load_many, scope=()):
-    """{value: answer} for `values`; `load_many(missing)` is called once, with
-    only the values the cache does not hold, and must answer each of them."""
+    """({value: answer}, errors) for `values`, asking upstream once at most.
+
+    `load_many(missing)` gets only the values the cache does not hold (one
+    batched call) and returns ({value: answer}, errors); a value it leaves
+    out is answered None. Its answers are stored only when `errors` is empty
+    (a partial answer, e.g. a later page failed, is not worth keeping).
+    """
     seconds = ttl(ctx)
     if not seconds:
         return load_many(list(values))
@@ -113,12 +118,14 @@ def fetch_many(ctx, provider, kind, values, load_many, scope=()):
             missing.append(value)
         else:
             answers[value] = answer
+    errors = []
     if missing:
-        loaded = load_many(missing)
+        loaded, errors = load_many(missing)
         for value in missing:
             answers[value] = loaded.get(value)
-            _put(ctx, wanted[value], answers[value], seconds)
-    return answers
+            if not errors:
+                _put(ctx, wanted[value], answers[value], seconds)
+    return answers, errors
 
 
 def invalidate(ctx, provider, value):

@@ -6,6 +6,7 @@ table holds anything that could be replayed against a provider.
 """
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 
 _TAG_BYTES = 16
@@ -27,6 +28,12 @@ def credential_tag(ctx, provider, *scope):
 def value_tag(value):
     """A short fixed-length digest of an observable value (table key part)."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def digest(*parts):
+    """A short tag of JSON-able `parts` (settings an answer depends on)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,9 @@ def test_contract_rules_catch_mutations():
                          "query-params": {"observable_type": "ip", "observable_value": 1}}]}
     assert any("not a string" in p for p in contract.check("respond/observables", respond))
     assert contract.check("refer/observables", {"data": {}})
+
+
+def test_lambda_without_secret_key(relay, misp, relay_env):
+    relay_env.delenv("SECRET_KEY")
+    status, out, _ = run(f"{relay}/misp", make_token(misp.module.CLAIMS))
+    assert status == 1 and "set the SECRET_KEY environment variable on the Lambda" in out

@@ -216,3 +216,17 @@ def test_lambda_without_secret_key(relay, misp, relay_env):
     relay_env.delenv("SECRET_KEY")
     status, out, _ = run(f"{relay}/misp", make_token(misp.module.CLAIMS))
     assert status == 1 and "set the SECRET_KEY environment variable on the Lambda" in out
+
+
+@pytest.mark.parametrize("message, hint", [
+    ("SECRET_KEY is too short: it must be", "too short"),
+    ("kid from JWT header not found in API response", "custom_jwks_host"),
+    ("Failed to decode JWT with provided key. Make sure domain in custom_jwks_host "
+     "corresponds to your SecureX instance region.", "RELAY_JWKS_HOSTS"),
+    ("Wrong configuration-token-audience", "RELAY_PUBLIC_URLS"),
+    ("this JWT is for the 'otx' module, not 'misp'", "another provider"),
+    ("JWT has expired", "mint a new one"),
+    ("something new", "rejected the token"),
+])
+def test_auth_hints(message, hint):
+    assert hint in check.auth_hint(message, minted=False)

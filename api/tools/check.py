@@ -34,6 +34,16 @@ def auth_hint(message, minted):
     text = message.lower()
     if "secret_key is missing" in text:
         return "set the SECRET_KEY environment variable on the Lambda"
+    if "secret_key is too short" in text:
+        return "the Lambda's SECRET_KEY is too short: set the 64-character one `jwt dev` prints"
+    if "jwks_host" in text or "kid from jwt header" in text:
+        return ("an XDR-signed (RS256) token: check the module type's custom_jwks_host "
+                "region and RELAY_JWKS_HOSTS on the Lambda")
+    if "audience" in text:
+        return ("the token's audience is another URL: check the URL given here is the "
+                "module type's url (behind a proxy, list it in RELAY_PUBLIC_URLS)")
+    if "this jwt is for the" in text:
+        return "the token is bound to another provider: check the /<provider> of the URL"
     if "provided key" in text or "signature" in text:
         if minted:
             return "SECRET_KEY on the Lambda differs from the one that signed this token"

@@ -128,6 +128,14 @@ def test_api_gateway_502():
     assert "API Gateway answered 502" in out and "zappa tail" in out
 
 
+def test_ingress_lock_down_refusal():
+    message = ("User: anonymous is not authorized to perform: execute-api:Invoke on "
+               "resource: arn:aws:execute-api:us-east-1:123456789012:abc/dev/POST/version")
+    with serve(double({"version": (403, {"Message": message})})) as url:
+        status, out, _ = run(url, make_token())
+    assert status == 1 and "resource policy refused this address" in out
+
+
 def test_wrong_path_is_not_a_relay():
     answers = {"version": (403, {"message": "Missing Authentication Token"})}
     with serve(double(answers)) as url:

@@ -35,16 +35,13 @@ def _repeat(relay, name, emulator, headers, observables):
     return statistics.median(times), emulator.calls
 
 
-def _check(results, label, seconds, calls):
-    from tests.bench import mark
-
-    ok = calls == 0 and seconds <= FACTOR * LATENCY
-    results.append(ok)
-    print(f"  [{mark(ok)}] {label}: {seconds * 1000:.1f} ms (target <= "
-          f"{FACTOR * LATENCY * 1000:.0f} ms), upstream calls {calls} (target 0)")
+def _check(target, label, seconds, calls):
+    target(label, calls == 0 and seconds <= FACTOR * LATENCY,
+           f"{seconds * 1000:.1f} ms (target <= {FACTOR * LATENCY * 1000:.0f} ms), "
+           f"upstream calls {calls} (target 0)")
 
 
-def _tier(results, title, env, emulators, secret, second_process=False):
+def _tier(target, title, env, emulators, secret, second_process=False):
     print(f"\ncache, {title}: observe N={N} repeated within RELAY_CACHE_TTL")
     started = [spawn(env)]
     try:
@@ -60,7 +57,7 @@ def _tier(results, title, env, emulators, secret, second_process=False):
             print(f"  {name}: first observe {first * 1000:.0f} ms, "
                   f"{emulator.calls} upstream calls")
             repeat = _repeat(relay, name, emulator, headers, observables)
-            _check(results, f"{name} repeat", *repeat)
+            _check(target, f"{name} repeat", *repeat)
             if second_process:
                 other = started[1][1]
                 # One request to another observable opens its DynamoDB client.
@@ -71,7 +68,7 @@ def _tier(results, title, env, emulators, secret, second_process=False):
                 calls = emulator.calls
                 print(f"  {name}: second process, first repeat (answers from the table) "
                       f"{seconds * 1000:.1f} ms, upstream calls {calls}")
-                _check(results, f"{name} second process, warm repeat",
+                _check(target, f"{name} second process, warm repeat",
                        *_repeat(other, name, emulator, headers, observables))
     finally:
         for process, _ in started:
@@ -79,14 +76,14 @@ def _tier(results, title, env, emulators, secret, second_process=False):
             process.wait(5)
 
 
-def main(secret):
-    """Runs both tiers; returns [ok, ...] for bench.py's tally."""
-    results = []
+def run(target):
+    """Both tiers; `target(label, ok, detail)` is bench.py's."""
+    secret = cli.generate_secret()
     emulators, env = base.start_all()
     env.update({"SECRET_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"})
     moto = lambda_env.MotoServer().start()
     try:
-        _tier(results, "in-process tier", env, emulators, secret)
+        _tier(target, "in-process tier", env, emulators, secret)
         table = "relay-cache-bench"
         moto.client("dynamodb").create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
@@ -97,14 +94,15 @@ def main(secret):
         shared = dict(env, RELAY_CACHE_TABLE=table, AWS_ENDPOINT_URL_DYNAMODB=moto.url,
                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
-        _tier(results, "shared tier (DynamoDB on moto)", shared, emulators, secret,
+        _tier(target, "shared tier (DynamoDB on moto)", shared, emulators, secret,
               second_process=True)
     finally:
         moto.stop()
         for emulator in emulators.values():
             emulator.stop()
-    return results
 
 
 if __name__ == "__main__":
-    raise SystemExit(0 if all(main(cli.generate_secret())) else 1)
+    from tests.bench import target as bench_target
+
+    run(bench_target)

@@ -316,3 +316,20 @@ def test_no_secret_in_transport_log_lines(handler_output):
     secrets, lines = handler_output
     transport = [line for line in lines if any(m in line for m in TRANSPORT_MARKERS)]
     assert not _leaking(secrets, transport)
+
+
+def test_requirements_alone_give_the_jwt_command(tmp_path):
+    """Issue 11 item 15: the seeds' setup. The lean virtualenv is a fresh venv
+    where `pip install -r requirements.txt` is the only install step; its `jwt`
+    works from any directory."""
+    import inspect
+    import subprocess
+
+    assert inspect.getsource(L.ensure_lambda_venv).count('pip + ["-r", "requirements.txt"]') == 1
+    assert "-e" not in inspect.getsource(L.ensure_lambda_venv).split("pip + [", 1)[1]
+    venv = L.ensure_lambda_venv()
+    done = subprocess.run([str(venv / "bin" / "jwt"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: jwt ")

@@ -214,3 +214,19 @@ def test_slow_table_is_skipped_within_the_deadline(client, use_emulator, relay_e
             assert time.monotonic() - started < 3 * dynamo.READ_TIMEOUT + 1.0
     warnings = [r for r in caplog.records if "is not usable" in r.getMessage()]
     assert len(warnings) == 1 and emu.calls == 3
+
+
+def test_misp_values_come_from_the_table_in_one_batch(client, use_emulator, shared_env, moto):
+    from tests.emulators import misp
+
+    emu = use_emulator("misp")
+    observables = misp.observables(5)
+    headers = bearer(misp.CLAIMS)
+    first = client.post("/misp/observe/observables", json=observables, headers=headers)
+    cache.memory().clear()                      # as in a new container
+    emu.reset()
+    moto.operations.clear()
+    again = client.post("/misp/observe/observables", json=observables, headers=headers)
+    assert emu.calls == 0 and not differences(again.get_json(), first.get_json())
+    reads = [op for _, op, _, _ in moto.operations if op in ("GetItem", "BatchGetItem")]
+    assert reads.count("BatchGetItem") == 2 and "GetItem" not in reads   # events, warninglists

@@ -82,14 +82,17 @@ class Tier:
                     max_pool_connections=64))
             return self._client
 
-    def _call(self, ctx, operation, **kwargs):
-        """The answer of one DynamoDB call, or None when the table is not usable."""
+    def _call(self, ctx, operation, table=True, **kwargs):
+        """The answer of one DynamoDB call, or None when the table is not usable;
+        `table`: the call names the table as TableName (BatchGetItem does not)."""
         if time.monotonic() < self._down_until:
             return None
         if ctx is not None and ctx.remaining() < MIN_REMAINING:
             return None
         try:
-            return getattr(self._dynamodb(), operation)(TableName=self.name, **kwargs)
+            if table:
+                kwargs["TableName"] = self.name
+            return getattr(self._dynamodb(), operation)(**kwargs)
         except Exception as error:  # any failure: go on without the table
             self._down_until = time.monotonic() + DOWN_FOR
             with _lock:
@@ -106,8 +109,10 @@ class Tier:
         answer = self._call(ctx, "get_item", Key={"pk": {"S": key.partition},
                                                   "sk": {"S": key.sort}})
         item = (answer or {}).get("Item")
-        if not item:
-            return None
+        return self._read(item, not_before) if item else None
+
+    @staticmethod
+    def _read(item, not_before):
         stored = _number(item, "stored")
         if stored < not_before:
             return None
@@ -115,6 +120,23 @@ class Tier:
             return zlib.decompress(item["body"]["B"]), stored
         except (KeyError, TypeError, zlib.error):
             return None
+
+    def get_many(self, ctx, keys, not_before):
+        """{key: (JSON body, stored_at)} of those `keys` the table holds fresh
+        (BatchGetItem, 100 keys a call; unprocessed keys count as misses)."""
+        by_id = {(key.partition, key.sort): key for key in keys}
+        ids = list(by_id)
+        found = {}
+        for start in range(0, len(ids), 100):
+            request = {self.name: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}}
+                                            for pk, sk in ids[start:start + 100]]}}
+            answer = self._call(ctx, "batch_get_item", RequestItems=request, table=False)
+            for item in (answer or {}).get("Responses", {}).get(self.name, []):
+                key = by_id.get((item["pk"]["S"], item["sk"]["S"]))
+                read = self._read(item, not_before)
+                if key is not None and read is not None:
+                    found[key] = read
+        return found
 
     def put(self, ctx, key, body, stored_at, ttl):
         data = zlib.compress(body)

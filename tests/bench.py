@@ -17,7 +17,7 @@ import time
 import requests
 
 from api.tools import cli
-from tests import bench_auth, bench_misp
+from tests import bench_auth, bench_misp, bench_ops
 from tests.ctim_check import ROOT
 from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn
@@ -131,6 +131,7 @@ def main():
     if "misp" in cpu:
         target("MISP relay CPU per warm observe at N=50 <= 40 ms", cpu["misp"] <= 0.040,
                f"{cpu['misp'] * 1000:.1f} ms")
+    bench_ops.run(target)
     flask_time = import_time("flask")
     app_time = import_time("app")
     target("cold `import app` <= 1.5 x cold `import flask`", app_time <= 1.5 * flask_time,

@@ -17,7 +17,7 @@ import time
 import requests
 
 from api.tools import cli
-from tests import bench_auth, bench_container, bench_ops
+from tests import bench_auth, bench_container, bench_misp, bench_ops
 from tests.ctim_check import ROOT
 from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn
@@ -142,6 +142,7 @@ def main():
            f"{size / 1024 / 1024:.2f} MiB (`zappa package dev` took {seconds:.1f} s)")
     bench_auth.run(target)
     bench_container.run(target)
+    bench_misp.run(target)
     missed = RESULTS.count(False)
     print(f"\n{len(RESULTS) - missed} of {len(RESULTS)} targets met")
     return 0

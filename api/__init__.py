@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 def create_app():
     """The WSGI app: relay routes un-prefixed and under `/<provider>`."""
-    from api import providers
+    from api import providers, telemetry
     from api.routes import bp
 
     # urllib3 logs request URLs at DEBUG, and some providers take the API key
@@ -18,10 +18,14 @@ def create_app():
 
     app = Flask(__name__)
     app.url_map.strict_slashes = False
+    # `//` in a path would answer a 308 whose Location is built from the Host
+    # header; unmerged, such a path is a plain JSON 404.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False
     app.register_blueprint(bp)
     prefix = "/<any({}):provider>".format(", ".join(providers.NAMES))
     app.register_blueprint(bp, url_prefix=prefix, name="provider")
+    telemetry.install(app)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

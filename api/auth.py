@@ -14,6 +14,10 @@ WRONG_STRUCTURE = "Wrong JWT structure"
 WRONG_PAYLOAD = "Wrong JWT payload structure"
 WRONG_KEY = "Failed to decode JWT with provided key"
 SECRET_MISSING = "SECRET_KEY is missing"
+# HS256 with a short secret can be brute-forced offline from any one token.
+MIN_SECRET_BYTES = 32
+SECRET_TOO_SHORT = (f"SECRET_KEY is too short: it must be at least {MIN_SECRET_BYTES} bytes "
+                    "(`jwt dev` prints a 64-character one)")
 EXPIRED = "JWT has expired"
 NOT_YET_VALID = "JWT is not yet valid"
 
@@ -36,6 +40,8 @@ def decode(token, secret_key):
 
     if not secret_key:
         raise AuthorizationError(SECRET_MISSING)
+    if len(secret_key.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise AuthorizationError(SECRET_TOO_SHORT)
     try:
         claims = jwt.decode(token, secret_key, algorithms=ALGORITHMS,
                             options={"verify_aud": False})
@@ -52,9 +58,17 @@ def decode(token, secret_key):
     return claims
 
 
+def credential_ok(value):
+    """Whether a credential claim is usable as it is: printable ASCII, not blank,
+    no surrounding whitespace. A CR/LF, NUL or other control character would
+    break the header or query string carrying the key, and the resulting
+    error would quote the key in a log line."""
+    return (isinstance(value, str) and value.strip() == value != ""
+            and value.isascii() and value.isprintable())
+
+
 def require_claims(claims, names):
-    """Check that every credential claim is a non-blank string."""
+    """Check that every credential claim is usable (see `credential_ok`)."""
     for name in names:
-        value = claims.get(name)
-        if not isinstance(value, str) or not value.strip():
+        if not credential_ok(claims.get(name)):
             raise AuthorizationError(WRONG_PAYLOAD)

@@ -57,8 +57,9 @@ def run(ctx, tasks):
     results = []
     for (label, _), outcome in zip(tasks, list(batch.outcomes)):
         if outcome is None:
+            # The caller names the observable (error.subject), not the message.
             outcome = (None, RequestTimeoutError(
-                f"{label}: no answer from {ctx.provider} within the relay's "
+                f"no answer from {ctx.provider} within the relay's "
                 f"{ctx.settings.deadline:g} s deadline"))
         results.append((label, *outcome))
     return results
@@ -98,4 +99,4 @@ def _call(label, func):
         return None, error
     except Exception:  # a bug must cost one observable, not the response
         log.exception("unexpected error while handling %s", label)
-        return None, InternalError(f"{label}: unexpected error in the relay")
+        return None, InternalError("unexpected error in the relay")

@@ -29,7 +29,7 @@ import threading
 import time
 from urllib.parse import urlencode, urlsplit
 
-from api.errors import (InvalidArgumentError, RequestTimeoutError,
+from api.errors import (InvalidArgumentError, RelayError, RequestTimeoutError,
                         ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
 from api.version import VERSION
@@ -251,13 +251,20 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, params=Non
         gate.wait(ctx, title)
     started = time.monotonic()
     call = _Call(started + ctx.timeout())   # per-call limit, within the deadline
+    status = code = None
     try:
         response = _send(ctx, call, title, method, url, session_name or ctx.provider,
                          params, data, json, headers, verify)
+        status = response.status_code
+        if 300 <= status < 400:
+            code = UnexpectedResponseError.code
+    except RelayError as error:
+        code = error.code
+        raise
     finally:
         call.finish()
         _current.call = None
-        ctx.stats.upstream(time.monotonic() - started)
+        ctx.stats.upstream(time.monotonic() - started, title, status, code)
     if gate is not None:
         gate.observe(response)
     if 300 <= response.status_code < 400:

@@ -24,6 +24,8 @@ def _load(data):
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgumentError(f"{_PREFIX} The body is not valid JSON.") from None
+    except RecursionError:  # e.g. 100,000 nested "[": the decoder gives up
+        raise InvalidArgumentError(f"{_PREFIX} The body is nested too deeply.") from None
 
 
 def parse_observables(data, settings):

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from flask import Blueprint, jsonify, request
 
-from api import auth, providers
+from api import auth, providers, telemetry
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
@@ -43,6 +43,7 @@ def errors_json(errors):
 
 
 def envelope(data=None, errors=()):
+    telemetry.note(data=data, errors=errors)
     body = {}
     if errors:
         body["errors"] = errors_json(errors)
@@ -54,13 +55,14 @@ def envelope(data=None, errors=()):
 
 
 def _context(provider_name, settings):
+    # Authenticate first: an unauthenticated caller learns nothing of the setup.
+    token = auth.bearer_token(request.headers.get("Authorization"))
+    claims = auth.decode(token, settings.secret_key)
     name = provider_name or settings.default_provider
     if name not in providers.NAMES:
         raise ProviderUnavailableError(
             f"RELAY_PROVIDER '{name}' is not one of {', '.join(providers.NAMES)}")
     provider = providers.get(name)
-    token = auth.bearer_token(request.headers.get("Authorization"))
-    claims = auth.decode(token, settings.secret_key)
     auth.require_claims(claims, provider.credential_claims)
     settings = settings.for_module(claims, MODULE_SETTINGS + tuple(provider.module_settings))
     limit = parse_entities_limit(
@@ -79,10 +81,13 @@ def _observables_route(provider_name, capability):
     settings = Settings.from_env()
     try:
         provider, ctx = _context(provider_name, settings)
+        telemetry.note(ctx=ctx)
         observables = parse_observables(read_body(request, settings), settings)
+        telemetry.note(observables=observables)
         if not provider.supports(capability):
             return envelope(_EMPTY[capability])
         selected = select(observables, provider)
+        telemetry.note(supported=selected)
         if capability in ("observe", "deliberate"):
             if not selected:
                 return envelope({})
@@ -120,6 +125,7 @@ def respond_trigger(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         params = parse_trigger(read_body(request, settings))
         if not provider_obj.supports("respond"):
             raise RelayError(
@@ -137,6 +143,7 @@ def health(provider=None):
     settings = Settings.from_env()
     try:
         provider_obj, ctx = _context(provider, settings)
+        telemetry.note(ctx=ctx)
         if provider_obj.supports("health"):
             provider_obj.health(ctx)
     except RelayError as error:

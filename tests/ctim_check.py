@@ -1,13 +1,14 @@
 """Checks a relay response body against ../shared/ctim-schema and the rules
-of relay-contract.md section 8 that JSON Schema cannot express."""
+of relay-contract.md section 8 that JSON Schema cannot express (those come
+from the project's own checker, api/tools/contract.py, which `jwt check` uses)."""
 import json
 import os
 import pathlib
-from collections import Counter
-from datetime import datetime
 
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
+
+from api.tools.contract import list_item_errors, semantic_errors
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCHEMA_DIR = pathlib.Path(os.environ.get(
@@ -54,114 +55,6 @@ def route_of(path):
         if candidate in ROUTE_SCHEMAS:
             return candidate
     return None
-
-
-def _time(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _check_interval(problems, where, interval):
-    if interval and "start_time" in interval and "end_time" in interval:
-        if _time(interval["start_time"]) > _time(interval["end_time"]):
-            problems.append(f"{where}: start_time after end_time")
-
-
-def semantic_errors(body, requested=None, limit=None):
-    """Section 8 rules for an observe/deliberate body."""
-    problems = []
-    data = body.get("data")
-    if not isinstance(data, dict):
-        return problems
-    entities = {}
-    all_ids = []
-    for key, block in data.items():
-        docs = block.get("docs", [])
-        if block.get("count") != len(docs):
-            problems.append(f"{key}: count {block.get('count')} != {len(docs)} docs")
-        for doc in docs:
-            if doc.get("type", "") + "s" != key:
-                problems.append(f"{key}: holds a {doc.get('type')}")
-            if "id" in doc:
-                all_ids.append(doc["id"])
-                entities[doc["id"]] = doc
-            for field in ("valid_time", "observed_time"):
-                _check_interval(problems, f"{key} {doc.get('id')}", doc.get(field))
-    duplicates = [i for i, n in Counter(all_ids).items() if n > 1]
-    if duplicates:
-        problems.append(f"duplicate ids: {duplicates[:3]}")
-    for rel in data.get("relationships", {}).get("docs", []):
-        for ref in ("source_ref", "target_ref"):
-            if rel[ref].startswith("transient:") and rel[ref] not in entities:
-                problems.append(f"relationship {rel['id']}: dangling {ref}")
-        if rel["source_ref"] == rel["target_ref"]:
-            problems.append(f"relationship {rel['id']}: points at itself")
-    wanted = None
-    if requested is not None:
-        wanted = {(o["type"], o["value"]) for o in requested}
-    verdicts = data.get("verdicts", {}).get("docs", [])
-    seen = Counter((v["observable"]["type"], v["observable"]["value"]) for v in verdicts)
-    for marker, count in seen.items():
-        if count > 1:
-            problems.append(f"{count} verdicts for {marker}")
-        if wanted is not None and marker not in wanted:
-            problems.append(f"verdict for unrequested {marker}")
-    for verdict in verdicts:
-        ref = verdict.get("judgement_id")
-        if ref is None:
-            continue
-        judgement = entities.get(ref)
-        if judgement is None:
-            if ref.startswith("transient:"):
-                problems.append(f"verdict judgement_id {ref} dangling")
-            continue
-        if judgement["disposition"] != verdict["disposition"]:
-            problems.append(f"verdict {verdict['observable']} disagrees with judgement")
-        if judgement["observable"] != verdict["observable"]:
-            problems.append("verdict and judgement observables differ")
-    if wanted is not None:
-        for judgement in data.get("judgements", {}).get("docs", []):
-            obs = judgement["observable"]
-            if (obs["type"], obs["value"]) not in wanted:
-                problems.append(f"judgement on unrequested {obs}")
-        for sighting in data.get("sightings", {}).get("docs", []):
-            markers = {(o["type"], o["value"]) for o in sighting.get("observables", [])}
-            if markers and not markers & wanted:
-                problems.append(f"sighting {sighting['id']} names no requested observable")
-            for row in sighting.get("data", {}).get("rows", []):
-                if len(row) != len(sighting["data"]["columns"]):
-                    problems.append(f"sighting {sighting['id']}: ragged data table")
-    if limit is not None:
-        per_observable = Counter()
-        for key in ("judgements", "sightings"):
-            for doc in data.get(key, {}).get("docs", []):
-                observables = ([doc["observable"]] if "observable" in doc
-                               else doc.get("observables", []))
-                for obs in observables:
-                    per_observable[(key, obs["type"], obs["value"])] += 1
-        over = [m for m, n in per_observable.items() if n > limit]
-        if over:
-            problems.append(f"entities limit {limit} exceeded for {over[:3]}")
-    return problems
-
-
-def list_item_errors(body):
-    """Rule 9: refer/respond ids unique per observable, query-params strings."""
-    problems = []
-    items = body.get("data")
-    if not isinstance(items, list):
-        return problems
-
-    def key(item):
-        params = item.get("query-params", {})
-        return (item.get("id"), params.get("observable_type"), params.get("observable_value"))
-
-    ids = Counter(key(item) for item in items)
-    problems += [f"duplicate item id {k}" for k, n in ids.items() if n > 1]
-    for item in items:
-        for name, value in item.get("query-params", {}).items():
-            if not isinstance(value, str):
-                problems.append(f"{item.get('id')}: query-param {name} is not a string")
-    return problems
 
 
 def check(path, body, requested=None, limit=None):

@@ -436,7 +436,11 @@ def invoke_handler(task_dir, events, env_vars, layer, function_name="tr-intel-re
                           input=json.dumps(events), env=env, cwd=task_dir,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    answer = json.loads(lines[-1])
+    # What the function wrote besides its result: its logs and EMF metrics.
+    answer["stdout"], answer["stderr"] = "\n".join(lines[:-1]), done.stderr
+    return answer
 
 
 HOST_V1 = "abc123defg.execute-api.us-east-1.amazonaws.com"

@@ -109,9 +109,34 @@ def _howto_commands(verb):
     return commands
 
 
+# aws/HOWTO.md step 2's placeholders -> this deployment's values.
+PLACEHOLDERS = {"<ACCOUNT_ID>": L.ACCOUNT_ID, "<REGION>": REGION,
+                "<FUNCTION_NAME>": FUNCTION, "<BUCKET>": SETTINGS["s3_bucket"]}
+
+
+def _filled(name):
+    """aws/<name> with its placeholders filled, as HOWTO step 2 leaves it in build/aws/."""
+    text = (AWS_DIR / name).read_text()
+    for placeholder, value in PLACEHOLDERS.items():
+        text = text.replace(placeholder, value)
+    assert not re.search(r"<[A-Z_]+>", text), (name, re.findall(r"<[A-Z_]+>", text))
+    return text
+
+
 def _file_argument(value):
-    assert value.startswith("file://aws/"), value
-    return (L.REPO / value[len("file://"):]).read_text()
+    assert value.startswith("file://build/aws/"), value
+    return _filled(value[len("file://build/aws/"):])
+
+
+def test_00_howto_fills_every_placeholder_with_the_settings():
+    text = (AWS_DIR / "HOWTO.md").read_text()
+    filled = dict(re.findall(r'-e "s/(<[A-Z_]+>)/([^/"]+)/g"', text))
+    used = {p for f in AWS_DIR.glob("*.json") for p in re.findall(r"<[A-Z_]+>", f.read_text())}
+    assert used <= set(filled), used - set(filled)
+    assert set(PLACEHOLDERS) <= set(filled)
+    for placeholder, value in filled.items():
+        if not value.startswith("$"):
+            assert value == PLACEHOLDERS[placeholder], (placeholder, value)
 
 
 def test_00_execution_role_from_howto(world):
@@ -129,9 +154,8 @@ def test_00_execution_role_from_howto(world):
                             PolicyName=options["--policy-name"],
                             PolicyDocument=_file_argument(options["--policy-document"]))
     # moto validates the policy grammar of the deployment policy too.
-    document = (AWS_DIR / "ZappaLambdaDeploymentPolicy.json").read_text()
     iam.create_policy(PolicyName="ZappaLambdaDeploymentPolicy",
-                      PolicyDocument=document.replace("<ACCOUNT_ID>", L.ACCOUNT_ID))
+                      PolicyDocument=_filled("ZappaLambdaDeploymentPolicy.json"))
 
 
 # --- 1. update before any deploy -----------------------------------------------------
@@ -288,21 +312,37 @@ def test_09_status_after_undeploy_fails(world):
 # --- 5. the IAM policies of aws/ cover what Zappa did ---------------------------------------
 
 def _policy(name):
-    text = (AWS_DIR / name).read_text().replace("<ACCOUNT_ID>", L.ACCOUNT_ID)
-    return json.loads(text)
+    return json.loads(_filled(name))
 
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
-def allows(policy, action, resource="*"):
-    """True when an Allow statement matches `action` on `resource`."""
+def _conditions_hold(statement, context):
+    """IAM's StringEquals[IfExists] on the request `context` {key: value}; other
+    operators are not used by aws/*.json (the test fails on them)."""
+    for operator, tests in statement.get("Condition", {}).items():
+        assert operator in ("StringEquals", "StringEqualsIfExists"), operator
+        for key, expected in tests.items():
+            if key not in context:
+                if operator.endswith("IfExists"):
+                    continue
+                return False
+            if context[key] not in _as_list(expected):
+                return False
+    return True
+
+
+def allows(policy, action, resource="*", context=None):
+    """True when an Allow statement matches `action` on `resource` in `context`."""
     for statement in policy["Statement"]:
         if statement["Effect"] != "Allow":
             continue
         if not any(fnmatch.fnmatchcase(action.lower(), a.lower())
                    for a in _as_list(statement["Action"])):
+            continue
+        if not _conditions_hold(statement, context or {}):
             continue
         if resource == "*" or any(fnmatch.fnmatchcase(resource, r)
                                   for r in _as_list(statement["Resource"])):
@@ -387,3 +427,37 @@ def test_12_execution_role_lets_api_gateway_invoke_and_lambda_log(world):
 
 def test_13_cycle_time(world):
     assert sum(world.seconds.values()) < 150, world.seconds
+
+
+def test_14_policies_name_only_this_deployment():
+    """Issue 11 item 16: no other function, bucket, stack, region, account or API."""
+    deployment = _policy("ZappaLambdaDeploymentPolicy.json")
+    other_function = f"arn:aws:lambda:{REGION}:{L.ACCOUNT_ID}:function:{FUNCTION}-other"
+    assert allows(deployment, "lambda:UpdateFunctionCode", FUNCTION_ARN)
+    for resource in (other_function, FUNCTION_ARN.replace(REGION, "eu-west-1"),
+                     FUNCTION_ARN.replace(L.ACCOUNT_ID, "210987654321")):
+        assert not allows(deployment, "lambda:UpdateFunctionCode", resource), resource
+    assert not allows(deployment, "s3:PutObject", "arn:aws:s3:::zappa-someone-else/x.zip")
+    assert not allows(deployment, "cloudformation:DeleteStack",
+                      f"arn:aws:cloudformation:{REGION}:{L.ACCOUNT_ID}:stack/other/1")
+    assert not allows(deployment, "logs:FilterLogEvents",
+                      f"arn:aws:logs:{REGION}:{L.ACCOUNT_ID}:log-group:/aws/lambda/other")
+    apis = f"arn:aws:apigateway:{REGION}::/restapis"
+    assert not allows(deployment, "apigateway:POST", apis.replace(REGION, "eu-west-1"))
+    for name, allowed in ((FUNCTION, True), ("someone-elses-api", False)):
+        assert allows(deployment, "apigateway:POST", apis,
+                      {"apigateway:Request/ApiName": name}) is allowed
+        assert allows(deployment, "apigateway:DELETE", apis + "/a1b2c3",
+                      {"apigateway:Resource/ApiName": name}) is allowed
+        assert allows(deployment, "apigateway:PATCH", apis + "/a1b2c3", {
+            "apigateway:Resource/ApiName": FUNCTION,
+            "apigateway:Request/ApiName": name}) is allowed
+
+    execution = _policy("ZappaLambdaExecutionPolicy.json")
+    for resource in (other_function, FUNCTION_ARN.replace(REGION, "eu-west-1"),
+                     FUNCTION_ARN.replace(L.ACCOUNT_ID, "210987654321")):
+        assert not allows(execution, "lambda:InvokeFunction", resource), resource
+
+    trust = _policy("ZappaLambdaExecutionTrustPolicy.json")
+    for statement in trust["Statement"]:
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": L.ACCOUNT_ID}}

@@ -16,6 +16,7 @@ import pytest
 from api.version import VERSION
 from tests import ctim_check
 from tests import lambda_env as L
+from tests.telemetry_check import split_output
 
 MAX_ZIP_BYTES = 8 * 1024 * 1024
 # Zappa's deploy-time dependencies: the Lambda never imports them.
@@ -88,13 +89,18 @@ def _mint(claims, directory):
     return L.jwt_dev(claims_file)
 
 
-def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_path):
-    _, task, layer, _ = package
+def _misp_module(emulators, directory):
+    """(MISP emulator, token, SECRET_KEY, auth header, observables.json)."""
     misp = emulators["misp"]
     misp.reset()
-    token, secret = _mint(misp.module.CLAIMS, tmp_path)
-    auth = {"Authorization": f"Bearer {token}"}
+    token, secret = _mint(misp.module.CLAIMS, directory)
     observables = json.loads((L.REPO / "observables.json").read_text())
+    return misp, token, secret, {"Authorization": f"Bearer {token}"}, observables
+
+
+def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_path):
+    _, task, layer, _ = package
+    misp, token, secret, auth, observables = _misp_module(emulators, tmp_path)
     events = [
         L.rest_v1_event("/version", method="POST"),
         L.rest_v1_event("/observe/observables", observables, auth),
@@ -136,3 +142,28 @@ def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_pat
 def test_packaging_time_is_reasonable(package):
     _, _, _, seconds = package
     assert seconds < 60
+
+
+def test_handler_logs_and_metrics(package, emulators, tmp_path):
+    """The packaged handler under Zappa's WARNING log level: one JSON request
+    line per invocation (API Gateway's request id), valid EMF, no secret."""
+    _, task, layer, _ = package
+    misp, token, secret, auth, observables = _misp_module(emulators, tmp_path)
+    events = [
+        L.rest_v1_event("/misp/observe/observables", observables, auth),
+        L.function_url_v2_event("/deliberate/observables", observables, auth),
+        L.rest_v1_event("/health", headers={"Authorization": "Bearer x" + token}),
+    ]
+    env = {"SECRET_KEY": secret, misp.module.ENV_VAR: misp.url}
+    answer = L.invoke_handler(task, events, env, layer)
+    requests, _, metrics = split_output(answer["stdout"], only_json=False)
+    assert [(r["request_id"], r["route"], r["outcome"]) for r in requests] == [
+        ("req-v1", "observe/observables", "ok"), ("req-v2", "deliberate/observables", "ok"),
+        ("req-v1", "health", "error")]
+    assert requests[0]["upstream_calls"] >= 1 and requests[0]["entities"]["verdicts"] >= 1
+    assert requests[2]["errors"] == {"authorization error": 1}
+    assert {(m["route"], m["Requests"]) for m in metrics if "code" not in m} == {
+        ("observe/observables", 1), ("deliberate/observables", 1), ("health", 1)}
+    written = answer["stdout"] + answer["stderr"]
+    for value in (token, secret, *misp.module.CLAIMS.values()):
+        assert value not in written

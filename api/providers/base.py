@@ -46,13 +46,20 @@ class Provider:
     url = ""                            # provider home page
     env_vars = {}                       # provider settings: name -> description
     module_settings = ()                # env_vars a module's JWT claim may override
+    value_in_path = False               # the value is a path segment of upstream URLs
 
     def supports(self, capability):
         return capability in self.capabilities
 
     def accepts(self, observable):
-        """Hook: False drops an observable of a supported type (e.g. blanks)."""
-        return True
+        """Hook: False drops an observable of a supported type.
+
+        A blank value names nothing; where the value is a URL path segment
+        (`value_in_path`), "." and ".." would be resolved away and another
+        endpoint would answer.
+        """
+        value = observable["value"].strip()
+        return bool(value) and not (self.value_in_path and value in (".", ".."))
 
     def label(self, observable):
         return f"{observable['type']} {observable['value']}"

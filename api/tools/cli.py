@@ -1,4 +1,5 @@
-"""`jwt <stage>`: mint the SECRET_KEY / JWT pair for a relay module.
+"""`jwt <stage>`: mint the SECRET_KEY / JWT pair for a relay module
+(`jwt check <module URL>` checks a deployed module: api/tools/check.py).
 
 Reads `zappa_settings.json` (the stage) and `module_settings.json` (module
 name, claims to prompt for, module type ids per region) from the current
@@ -96,6 +97,11 @@ def render(name, token, secret, stage_settings, stage, regions, provider_name):
 
 
 def main(argv=None, ask=input, out=sys.stdout):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:  # `jwt check URL ...`; any other word is a stage
+        from api.tools import check
+
+        return check.main(argv[1:], out=out)
     parser = argparse.ArgumentParser(
         prog="jwt", description="Mint a SECRET_KEY and a JWT for a relay module.")
     parser.add_argument("stage", help="a Zappa stage defined in 'zappa_settings.json'")

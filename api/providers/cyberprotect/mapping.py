@@ -58,10 +58,9 @@ def disposition(score):
     return ctim.MALICIOUS
 
 
-def _malformed(observable, what):
+def _malformed(what):
     return UnexpectedResponseError(
-        f"Threatscore's answer for {observable['value']} {what}; its data structure "
-        "changed")
+        f"Threatscore's answer {what}; its data structure changed")
 
 
 def score_entries(observable, document):
@@ -72,17 +71,17 @@ def score_entries(observable, document):
     raises UnexpectedResponseError.
     """
     if not isinstance(document, dict):
-        raise _malformed(observable, "is not a JSON object")
+        raise _malformed("is not a JSON object")
     scores = document.get("scores")
     if not isinstance(scores, list):
-        raise _malformed(observable, "has no 'scores' list")
+        raise _malformed("has no 'scores' list")
     entries = []
     for index, entry in enumerate(scores):
         if not isinstance(entry, dict):
             continue
         moment = ctim.parse_time(entry.get("date"))
         if moment is None:
-            raise _malformed(observable, "has a score without a readable 'date'")
+            raise _malformed("has a score without a readable 'date'")
         entries.append((moment, index, entry))
     # Newest first; equal dates keep the provider's order.
     entries.sort(key=lambda item: (item[0], -item[1]), reverse=True)
@@ -111,7 +110,7 @@ def engine_judgements(observable, entries, source_uri):
     for entry_moment, entry in entries:
         details = entry.get("details") or []
         if not isinstance(details, list):
-            raise _malformed(observable, "has a 'details' field that is not a list")
+            raise _malformed("has a 'details' field that is not a list")
         for detail in details:
             if not isinstance(detail, dict):
                 continue
@@ -120,12 +119,12 @@ def engine_judgements(observable, entries, source_uri):
                 continue
             engine = detail.get("engineId")
             if not isinstance(engine, (str, int)) or not str(engine).strip():
-                raise _malformed(observable, "has an engine detail without 'engineId'")
+                raise _malformed("has an engine detail without 'engineId'")
             moment = entry_moment
             if detail.get("date") is not None:
                 moment = ctim.parse_time(detail["date"])
                 if moment is None:
-                    raise _malformed(observable, "has an engine detail with an unreadable date")
+                    raise _malformed("has an engine detail with an unreadable date")
             yield ctim.judgement(
                 observable, result, SOURCE, priority=ENGINE_PRIORITY,
                 valid=_valid(observable, moment), source_uri=source_uri,

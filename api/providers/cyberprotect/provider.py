@@ -28,16 +28,12 @@ class CyberprotectProvider(Provider):
                    "(known) observables: one verdict per observable and a judgement per "
                    "scoring engine.")
     url = "https://threatscore.cyberprotect.cloud"
+    value_in_path = True
     env_vars = {
         client.API_URL_VAR: f"Threatscore API base URL (default {client.DEFAULT_API_URL})",
         UI_URL_VAR: "Threatscore web UI base URL for refer links and judgement "
                     f"`source_uri` (default {DEFAULT_UI_URL})",
     }
-
-    def accepts(self, observable):
-        # A blank value or a dot segment cannot name an observable, and "."/".."
-        # would be resolved away in the request path.
-        return observable["value"].strip() not in ("", ".", "..")
 
     def search_url(self, ctx, value):
         """The Threatscore search page of `value`."""

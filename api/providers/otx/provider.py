@@ -38,6 +38,7 @@ class OtxProvider(Provider):
     description = ("AlienVault OTX pulses holding the observables: verdicts, judgements, "
                    "indicators, sightings and relationships.")
     url = "https://otx.alienvault.com/"
+    value_in_path = True
     env_vars = {
         "OTX_API_URL": "OTX base URL (default https://otx.alienvault.com)",
         "OTX_MALICIOUS_PULSES": "pulses that make an observable Malicious (default 2)",

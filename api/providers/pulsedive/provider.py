@@ -75,9 +75,6 @@ class PulsediveProvider(Provider):
     def __init__(self):
         self.iids = IidCache()
 
-    def accepts(self, observable):
-        return bool(observable["value"].strip())
-
     # --- routes -----------------------------------------------------------------
     def health(self, ctx):
         client.health(ctx)

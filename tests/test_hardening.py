@@ -1,0 +1,151 @@
+"""Issue 11 hardening across providers: credential claims, request bodies,
+size caps and error labels, over real HTTP against the emulators."""
+import pytest
+
+from api import providers
+from tests.conftest import bearer
+from tests.emulators import load as load_emulator
+
+OBSERVABLE = {
+    "misp": {"type": "ip", "value": "198.51.100.23"},
+    "pulsedive": {"type": "domain", "value": "pulsedive.com"},
+    "otx": {"type": "ip", "value": "198.51.100.23"},
+    "cyberprotect": {"type": "ip", "value": "1.1.1.1"},
+}
+WRONG_PAYLOAD = [{"type": "fatal", "code": "authorization error",
+                  "message": "Authorization failed: Wrong JWT payload structure"}]
+# Keys that would break a header or a log line, or quote themselves in an error.
+BAD_KEYS = {
+    "trailing CRLF": "\r\n",
+    "trailing LF": "\n",
+    "leading space": " ",
+    "trailing tab": "\t",
+    "NUL inside": "\x00",
+    "escape inside": "\x1b",
+    "DEL inside": "\x7f",
+    "no-break space": "\u00a0",
+    "line separator": "\u2028",
+    "zero-width space": "\u200b",
+}
+
+
+def _with(key, case):
+    extra = BAD_KEYS[case]
+    if case.startswith("leading"):
+        return extra + key
+    if "inside" in case or case in ("zero-width space", "line separator"):
+        return key[:4] + extra + key[4:]
+    return key + extra
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KEYS))
+@pytest.mark.parametrize("name", ["misp", "pulsedive", "otx"])
+def test_keys_with_whitespace_or_control_characters_are_refused(
+        client, use_emulator, name, case):
+    emulator = use_emulator(name)
+    module = load_emulator(name)
+    claims = dict(module.CLAIMS, key=_with(module.CLAIMS["key"], case))
+    for route, body in (("health", None), ("observe/observables", [OBSERVABLE[name]]),
+                        ("deliberate/observables", [OBSERVABLE[name]])):
+        response = client.post(f"/{name}/{route}", json=body, headers=bearer(claims))
+        assert response.get_json() == {"errors": WRONG_PAYLOAD}, (route, case)
+    assert emulator.calls == 0
+
+
+@pytest.mark.parametrize("name", providers.NAMES)
+def test_every_credential_claim_is_checked(client, use_emulator, monkeypatch, name):
+    """Whatever claims a provider declares, each one is checked the same way."""
+    provider = providers.get(name)
+    claims = {claim: "good-value-1234" for claim in provider.credential_claims}
+    claims["secret"] = "abc\r\n"
+    monkeypatch.setattr(type(provider), "credential_claims",
+                        tuple(provider.credential_claims) + ("secret",))
+    emulator = use_emulator(name)
+    response = client.post(f"/{name}/health", headers=bearer(claims))
+    assert response.get_json() == {"errors": WRONG_PAYLOAD}
+    assert emulator.calls == 0
+
+
+# --- item 13: an error names its observable once ---------------------------------
+def _subjects_named_once(body, values):
+    messages = [error["message"] for error in body["errors"]]
+    for message in messages:
+        for value in values:
+            assert message.count(value) <= 1, message
+    return messages
+
+
+def test_deadline_errors_name_the_observable_once(client, use_emulator, relay_env):
+    emulator = use_emulator("otx")
+    emulator.latency = 2.0
+    relay_env.setenv("RELAY_DEADLINE", "0.4")
+    relay_env.setenv("RELAY_HTTP_TIMEOUT", "5")
+    values = ["198.51.100.23", "198.51.100.24"]
+    body = client.post("/otx/deliberate/observables",
+                       json=[{"type": "ip", "value": v} for v in values],
+                       headers=bearer(load_emulator("otx").CLAIMS)).get_json()
+    (message,) = _subjects_named_once(body, values)
+    assert message.startswith("ip 198.51.100.23, ip 198.51.100.24: ")
+
+
+@pytest.mark.parametrize("name", ["pulsedive", "otx", "cyberprotect"])
+def test_internal_errors_name_the_observable_once(client, use_emulator, monkeypatch, name):
+    use_emulator(name)
+    provider = providers.get(name)
+
+    def broken(ctx, observable):
+        raise KeyError(observable["value"])
+
+    monkeypatch.setattr(type(provider), "deliberate_one", broken)
+    obs = OBSERVABLE[name]
+    body = client.post(f"/{name}/deliberate/observables", json=[obs],
+                       headers=bearer(load_emulator(name).CLAIMS)).get_json()
+    assert _subjects_named_once(body, [obs["value"]]) == [
+        f"{obs['type']} {obs['value']}: unexpected error in the relay"]
+
+
+def test_cyberprotect_shape_errors_name_the_observable_once(client, use_emulator):
+    emulator = use_emulator("cyberprotect")
+    emulator.options["responses"] = {"1.1.1.1": (200, {"scores": "x"})}
+    body = client.post("/cyberprotect/observe/observables", json=[OBSERVABLE["cyberprotect"]],
+                       headers=bearer({})).get_json()
+    (message,) = _subjects_named_once(body, ["1.1.1.1"])
+    assert message.startswith("ip 1.1.1.1: ")
+
+
+# --- item 10: dot segments never reach a path -------------------------------------
+@pytest.mark.parametrize("value", [".", "..", " .. "])
+@pytest.mark.parametrize("name", ["otx", "cyberprotect"])
+def test_dot_segments_are_refused_where_the_value_is_a_path(client, use_emulator, name, value):
+    emulator = use_emulator(name)
+    observables = [{"type": t, "value": value} for t in ("ip", "domain")]
+    for route in ("observe", "deliberate"):
+        body = client.post(f"/{name}/{route}/observables", json=observables,
+                           headers=bearer(load_emulator(name).CLAIMS)).get_json()
+        assert body == {"data": {}}
+    assert emulator.calls == 0
+
+
+def test_pulsedive_sends_dot_values_as_a_query_parameter(client, use_emulator):
+    emulator = use_emulator("pulsedive")
+    body = client.post("/pulsedive/deliberate/observables",
+                       json=[{"type": "domain", "value": ".."}],
+                       headers=bearer(load_emulator("pulsedive").CLAIMS)).get_json()
+    assert "verdicts" not in body.get("data", {})
+    assert emulator.requests
+    assert {r["path"] for r in emulator.requests} == {"/api/info.php"}
+    assert {r["args"]["indicator"][0] for r in emulator.requests} == {".."}
+
+
+# --- item 12: nested request bodies ----------------------------------------------
+@pytest.mark.parametrize("route", ["observe/observables", "respond/trigger"])
+def test_deeply_nested_bodies_are_invalid_arguments(client, route):
+    nested = b"[" * 100000 + b"]" * 100000
+    trigger = b'{"action-id": "x", "observable_type": "ip", "observable_value": "1.1.1.1", ' \
+              b'"extra": ' + nested + b"}"
+    response = client.post(f"/otx/{route}", data=trigger if "trigger" in route else nested,
+                           content_type="application/json",
+                           headers=bearer(load_emulator("otx").CLAIMS))
+    (error,) = response.get_json()["errors"]
+    assert error["code"] == "invalid argument"
+    assert error["message"] == "Invalid JSON payload received. The body is nested too deeply."

@@ -1,4 +1,4 @@
-# make test | make demo | make bench — each creates the virtualenv it needs.
+# make test | make demo | make bench | make serve — each creates the virtualenv it needs.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.13 python3; do \
 	  $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench serve clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt test-requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-container.txt test-requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r test-requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt \
+	    -r requirements-container.txt -r test-requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -27,6 +28,12 @@ demo: venv
 
 bench: venv
 	$(BIN)/python -m tests.bench
+
+# The container's command (Dockerfile CMD, checked by tests/test_container.py) on
+# this host: PORT (9090), RELAY_HOST (0.0.0.0), RELAY_WORKERS, RELAY_THREADS.
+SERVE := gunicorn --config gunicorn.conf.py app:app
+serve: venv
+	$(BIN)/$(SERVE)
 
 clean:
 	rm -rf $(VENV) .venv-lambda build .pytest_cache .coverage

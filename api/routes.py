@@ -8,14 +8,14 @@ envelope; errors travel in the body.
 import time
 from types import MappingProxyType
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from api import auth, providers, telemetry
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
 from api.settings import MODULE_SETTINGS, Settings, parse_entities_limit
-from api.version import VERSION
+from api.version import NAME, VERSION
 
 bp = Blueprint("relay", __name__)
 
@@ -54,11 +54,23 @@ def envelope(data=None, errors=()):
     return jsonify(body)
 
 
+def _audiences(provider_name, settings):
+    """The module URLs an RS256 token's `aud` may name: the request's URL root
+    (API Gateway's stage included) or a RELAY_PUBLIC_URLS base, followed by
+    `/<provider>` on prefixed routes."""
+    suffix = f"/{provider_name}" if provider_name else ""
+    bases = (request.url_root,) + settings.setting_list("RELAY_PUBLIC_URLS")
+    return [base.rstrip("/") + suffix for base in bases]
+
+
 def _context(provider_name, settings):
-    # Authenticate first: an unauthenticated caller learns nothing of the setup.
-    token = auth.bearer_token(request.headers.get("Authorization"))
-    claims = auth.decode(token, settings.secret_key)
+    deadline = time.monotonic() + settings.deadline
     name = provider_name or settings.default_provider
+    # Authenticate first: an unauthenticated caller learns nothing of the setup.
+    # `auth_ctx` times and counts a JWKS fetch as part of this request.
+    auth_ctx = RequestContext(provider="Cisco XDR", settings=settings, deadline=deadline)
+    claims = auth.authenticate(request.headers.get("Authorization"), auth_ctx, name,
+                               _audiences(provider_name, settings))
     if name not in providers.NAMES:
         raise ProviderUnavailableError(
             f"RELAY_PROVIDER '{name}' is not one of {', '.join(providers.NAMES)}")
@@ -71,9 +83,8 @@ def _context(provider_name, settings):
                                      maximum=provider.max_entities_limit),
         maximum=provider.max_entities_limit)
     ctx = RequestContext(provider=provider.title, settings=settings,
-                         claims=MappingProxyType(dict(claims)),
-                         entities_limit=limit,
-                         deadline=time.monotonic() + settings.deadline)
+                         claims=MappingProxyType(claims), entities_limit=limit,
+                         deadline=deadline, stats=auth_ctx.stats)
     return provider, ctx
 
 
@@ -162,3 +173,13 @@ def watchdog(provider=None):
     if not value:
         return envelope(errors=[HealthCheckError("Invalid Health Check")])
     return jsonify({"data": value})
+
+
+@bp.get("/")
+def index(provider=None):
+    """What `curl http://localhost:9090` shows: no token, nothing secret."""
+    routes = sorted({(rule.rule, method) for rule in current_app.url_map.iter_rules()
+                     if rule.endpoint.startswith("relay.")
+                     for method in rule.methods - {"HEAD", "OPTIONS"}})
+    return jsonify({"name": NAME, "version": VERSION, "providers": list(providers.NAMES),
+                    "routes": [f"{method} {path}" for path, method in routes]})

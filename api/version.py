@@ -1,3 +1,5 @@
-"""The relay's version: the one place it is written."""
+"""The relay's name and version: the one place they are written."""
+
+NAME = "tr-intel-relay"
 
 VERSION = "1.0.0"

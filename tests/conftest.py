@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 from flask.testing import FlaskClient
 
-from api import http
+from api import http, jwks
 from tests import ctim_check
 from tests.emulators import base as emulator_base
 
@@ -25,7 +25,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 RELAY_VARS = ("SECRET_KEY", "API_URL", "CTR_ENTITIES_LIMIT", "RELAY_PROVIDER",
               "RELAY_HTTP_TIMEOUT", "RELAY_DEADLINE", "RELAY_CONCURRENCY",
-              "RELAY_MAX_BODY_BYTES", "RELAY_MAX_OBSERVABLES")
+              "RELAY_MAX_BODY_BYTES", "RELAY_MAX_OBSERVABLES", "RELAY_JWKS_HOSTS",
+              "RELAY_PUBLIC_URLS")
 
 
 class ValidatingClient(FlaskClient):
@@ -54,6 +55,7 @@ def relay_env(monkeypatch):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECRET_KEY", SECRET)
     http.reset_state()
+    jwks.reset()
     yield monkeypatch
     http.reset_state()
 
@@ -114,3 +116,31 @@ def use_emulator(emulators, relay_env):
         relay_env.setenv(emu.module.ENV_VAR, emu.url)
         return emu
     return use
+
+
+# --- Cisco XDR's JWKS over TLS on loopback (tests/xdr.py) --------------------
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    from tests.xdr import TestCA
+
+    return TestCA(tmp_path_factory.mktemp("xdr-ca"))
+
+
+@pytest.fixture(scope="session")
+def xdr_server(ca):
+    from tests.xdr import Xdr
+
+    server = Xdr(ca)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def xdr(xdr_server, ca, relay_env):
+    """XDR's JWKS on loopback, allowed and trusted by the relay."""
+    xdr_server.reset()
+    relay_env.setenv("RELAY_JWKS_HOSTS", f"visibility.amp.cisco.com, {xdr_server.host}")
+    relay_env.setenv("REQUESTS_CA_BUNDLE", str(ca.ca_file))
+    relay_env.delenv("SSL_CERT_FILE", raising=False)
+    return xdr_server

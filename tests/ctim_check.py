@@ -8,6 +8,7 @@ import pathlib
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
+from api.providers import NAMES as PROVIDER_NAMES
 from api.tools.contract import list_item_errors, semantic_errors
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -25,6 +26,20 @@ ROUTE_SCHEMAS = {
     "watchdog": None,
 }
 
+# GET / (and GET /<provider>/): the relay's self-description, no CTIM schema.
+INDEX_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["name", "version", "providers", "routes"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "version": {"$ref": "version-response.schema.json#/properties/version"},
+        "providers": {"type": "array", "minItems": 1, "uniqueItems": True,
+                      "items": {"enum": list(PROVIDER_NAMES)}},
+        "routes": {"type": "array", "minItems": 1, "uniqueItems": True,
+                   "items": {"type": "string", "pattern": "^(GET|POST) /"}},
+    },
+}
+
 _validators = {}
 
 
@@ -36,7 +51,10 @@ def _validator(name):
             raise RuntimeError(f"no CTIM schemas under {SCHEMA_DIR}")
         registry = Registry().with_resources(
             (doc["$id"], Resource.from_contents(doc)) for doc in docs.values())
-        for file, doc in docs.items():
+        # The index schema refers to the version schema by its file name.
+        base = docs["version-response.schema.json"]["$id"].rsplit("/", 1)[0]
+        index = dict(INDEX_SCHEMA, **{"$id": f"{base}/relay-index.schema.json"})
+        for file, doc in {**docs, "index": index}.items():
             _validators[file] = Draft202012Validator(
                 doc, registry=registry, format_checker=FormatChecker())
     return _validators[name]
@@ -49,7 +67,9 @@ def schema_errors(schema_file, body):
 
 def route_of(path):
     """The contract route of a request path (provider prefix removed)."""
-    parts = path.strip("/").split("/")
+    parts = path.split("?")[0].strip("/").split("/")
+    if parts == [""] or (len(parts) == 1 and parts[0] in PROVIDER_NAMES):
+        return "index"
     for size in (2, 1):
         candidate = "/".join(parts[-size:])
         if candidate in ROUTE_SCHEMAS:
@@ -60,6 +80,8 @@ def route_of(path):
 def check(path, body, requested=None, limit=None):
     """All problems with `body` answered on `path`; [] when valid."""
     route = route_of(path)
+    if route == "index":
+        return schema_errors("index", body)
     if route is None or route == "watchdog":
         if "errors" in body:
             return schema_errors("errors.schema.json", body)

@@ -70,6 +70,26 @@ def test_provider_claims_come_from_the_provider(workdir):
     code, output, prompts = run(["dev", "--provider", "misp"], ["k"])
     assert code == 0 and prompts == ["Enter: MISP automation (auth) key: "]
     assert "Lambda's URL followed by /misp" in output
+    token, secret = parse(output)
+    import jwt
+
+    # bound to its module: the relay refuses it on the other providers' routes
+    assert jwt.decode(token, secret, algorithms=["HS256"]) == {"key": "k", "provider": "misp"}
+
+
+def test_provider_bound_token_serves_its_provider_only(workdir, client, relay_env):
+    (workdir / "claims.json").write_text(json.dumps({}))
+    token, secret = parse(run(["dev", "--provider", "cyberprotect", "-f", "claims.json"])[1])
+    relay_env.setenv("SECRET_KEY", secret)
+    error = client.post("/otx/health", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert error["errors"][0]["message"] == \
+        "Authorization failed: this JWT is for the 'cyberprotect' module, not 'otx'"
+
+
+def test_reuse_secret_refuses_a_short_secret_key(workdir, monkeypatch, capsys):
+    monkeypatch.setenv("SECRET_KEY", "x" * 31)
+    assert run(["dev", "--reuse-secret"], ["k"])[0] == 1
+    assert "SECRET_KEY is shorter than 32 bytes" in capsys.readouterr().err
 
 
 def test_reuse_secret_signs_a_second_module_with_the_same_key(workdir, monkeypatch):
@@ -82,7 +102,7 @@ def test_reuse_secret_signs_a_second_module_with_the_same_key(workdir, monkeypat
     import jwt
 
     assert reused == secret
-    assert jwt.decode(token, secret, algorithms=["HS256"]) == {}
+    assert jwt.decode(token, secret, algorithms=["HS256"]) == {"provider": "cyberprotect"}
     monkeypatch.delenv("SECRET_KEY")
     assert run(["dev", "--reuse-secret"], ["k"])[0] == 1
 

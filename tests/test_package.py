@@ -23,6 +23,8 @@ MAX_ZIP_BYTES = 8 * 1024 * 1024
 DEPLOY_ONLY = ("troposphere", "cfn_flip", "yaml", "placebo", "argcomplete", "hjson",
                "tqdm", "slugify", "setuptools", "pip", "wheel", "toml", "packaging")
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
+# The container's WSGI server (requirements-container.txt) has no place on Lambda.
+CONTAINER_ONLY = ("gunicorn",)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +56,11 @@ def test_zip_is_lean(package):
         assert required in top, required
     dev_files = {"tests", "docs", "aws", "modules", ".venv", ".venv-lambda", ".git",
                  "Makefile", "requirements.txt", "test-requirements.txt", "README.md",
-                 "module_settings.json", "zappa_settings.json"}
+                 "module_settings.json", "zappa_settings.json", "Dockerfile",
+                 ".dockerignore", "gunicorn.conf.py", "requirements-container.txt"}
     assert not top & dev_files
     left = [name for name in top
-            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY
+            for pkg in PROVIDED_BY_RUNTIME + DEPLOY_ONLY + CONTAINER_ONLY
             if name == pkg or name.startswith(pkg + "-")]
     assert not left, left
 
@@ -137,6 +140,35 @@ def test_handler_answers_rest_v1_and_function_url_v2(package, emulators, tmp_pat
     for deploy_only in DEPLOY_ONLY:
         assert deploy_only not in answer["modules"], deploy_only
     print(f"\ncold `import handler` from the package: {answer['import_seconds'] * 1000:.0f} ms")
+
+
+def test_handler_checks_xdr_rs256_tokens_without_cryptography(package, emulators, xdr, ca):
+    """An XDR module's RS256 token, audience the module URL as API Gateway (with
+    its stage) or a function URL shows it, checked by the package alone against
+    XDR's JWKS over TLS: once per warm container, no `cryptography` in the zip."""
+    _, task, layer, _ = package
+    misp = emulators["misp"]
+    misp.reset()
+
+    def auth(aud):
+        return {"Authorization": f"Bearer {xdr.token({**misp.module.CLAIMS, 'aud': aud})}"}
+
+    rest_base = f"https://{L.HOST_V1}/{L.STAGE}"
+    events = [L.rest_v1_event("/misp/health", headers=auth(rest_base + "/misp")),
+              L.rest_v1_event("/health", headers=auth(rest_base)),
+              L.function_url_v2_event("/misp/health", None, auth(f"https://{L.HOST_URL}/misp")),
+              L.rest_v1_event("/misp/health", headers=auth(rest_base + "/otx")),
+              L.rest_v1_event("/misp/health", headers=auth(f"https://{L.HOST_V1}/misp"))]
+    env = {misp.module.ENV_VAR: misp.url, "RELAY_JWKS_HOSTS": xdr.host,
+           "REQUESTS_CA_BUNDLE": str(ca.ca_file)}
+    answer = L.invoke_handler(task, events, env, layer)
+    bodies = [L.response_json(r) for r in answer["results"]]
+    assert bodies[:3] == [{"data": {"status": "ok"}}] * 3, bodies
+    for body in bodies[3:]:   # another module's URL; the URL without the stage
+        assert body["errors"][0]["message"] == \
+            "Authorization failed: Wrong configuration-token-audience"
+    assert xdr.fetches == 1
+    assert not [m for m in answer["modules"] if m.split(".")[0] == "cryptography"]
 
 
 def test_packaging_time_is_reasonable(package):

@@ -1,1 +1,2 @@
-"""Operator tools: `jwt dev` (api.tools.cli) and module types (api.tools.module_type)."""
+"""Operator tools: `jwt dev` (api.tools.cli), module types (api.tools.module_type),
+the container HEALTHCHECK (api.tools.healthcheck)."""

@@ -14,6 +14,8 @@ import secrets
 import string
 import sys
 
+from api.auth import MIN_SECRET_BYTES
+
 SECRET_ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 64
 AWS_LINK = ("https://console.aws.amazon.com/lambda/home?region={region}"
@@ -109,7 +111,8 @@ def main(argv=None, ask=input, out=sys.stdout):
                         help="a JSON file with the claims to encode (no prompting)")
     parser.add_argument("--provider",
                         help="mint for this provider's module (misp, pulsedive, otx, "
-                             "cyberprotect) instead of module_settings.json's claims")
+                             "cyberprotect) instead of module_settings.json's claims; the "
+                             "token carries claim `provider` and serves that provider only")
     parser.add_argument("--reuse-secret", action="store_true",
                         help="sign with the SECRET_KEY environment variable instead of a "
                              "new secret (another module on the same Lambda)")
@@ -128,9 +131,15 @@ def main(argv=None, ask=input, out=sys.stdout):
                 raise CliError(f"file '{args.file}' must hold a JSON object")
         else:
             claims = prompt_claims(prompts, ask)
+        if args.provider:
+            # Binds the token to its module: refused on other providers' routes.
+            claims.setdefault("provider", args.provider)
         secret = os.environ.get("SECRET_KEY") if args.reuse_secret else generate_secret()
         if not secret:
             raise CliError("--reuse-secret needs the SECRET_KEY environment variable")
+        if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise CliError(f"SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes: the relay "
+                           "refuses it; run without --reuse-secret for a new one")
         token = mint(claims, secret)
     except CliError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

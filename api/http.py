@@ -111,6 +111,11 @@ def _pool_classes():
     return _classes
 
 
+def pool(name, url, verify=True):
+    """The connection pool provider `name` uses for `url` (one per host)."""
+    return _pool(name, urlsplit(url), verify)
+
+
 def _pool(name, parts, verify):
     """The connection pool of provider `name` for this scheme, host and TLS."""
     key = (name, parts.scheme, parts.netloc, verify)
@@ -238,7 +243,7 @@ def max_upstream_bytes(ctx):
 
 
 def request(ctx, title, method, url, *, session_name=None, gate=None, params=None,
-            data=None, json=None, headers=None, verify=True):
+            data=None, json=None, headers=None, verify=True, timeout=None):
     """Send one request for provider `title` and return its `Response`.
 
     `params` go into the query string, `data` is sent form-encoded, `json`
@@ -250,7 +255,8 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, params=Non
     if gate is not None:
         gate.wait(ctx, title)
     started = time.monotonic()
-    call = _Call(started + ctx.timeout())   # per-call limit, within the deadline
+    limit = ctx.timeout()   # per-call limit, within the deadline
+    call = _Call(started + (min(limit, timeout) if timeout else limit))
     status = code = None
     try:
         response = _send(ctx, call, title, method, url, session_name or ctx.provider,

@@ -56,25 +56,27 @@ def parse_time(text):
     """A provider timestamp as an aware datetime, or None when unreadable.
 
     Accepts ISO 8601 with or without offset (naive means UTC), a bare date,
-    and unix seconds.
+    and unix seconds. A moment CTIM cannot carry with a validity after it
+    (before 1970, from 2500 on) is unreadable too.
     """
-    if text is None or text == "":
+    if text is None or text == "" or isinstance(text, bool):
         return None
     if isinstance(text, (int, float)) or (isinstance(text, str) and text.isdigit()):
         try:
-            return datetime.fromtimestamp(int(text), timezone.utc)
+            moment = datetime.fromtimestamp(int(text), timezone.utc)
         except (OverflowError, ValueError, OSError):
             return None
-    value = str(text).strip().replace(" ", "T", 1)
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment
+    else:
+        value = str(text).strip().replace(" ", "T", 1)
+        if value.endswith("Z"):
+            value = value[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    return moment if 1970 <= moment.astimezone(timezone.utc).year < 2500 else None
 
 
 def valid_time(observable_type, start=None, days=7):

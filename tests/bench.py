@@ -9,8 +9,9 @@ calls at N = 1, 10, 50 with 100 ms per upstream call. Then cold `import
 app` against `import flask`, and the Lambda zip: its size and the first
 `handler.lambda_handler` invocation. Targets (issue 12) are marked ✓ / ✗.
 
-Topics add figures from their own `tests/bench_<topic>.py`: a function
-`run(report, harness)` called from one line in `main()` (see there).
+Topics add figures from their own `tests/bench_<topic>.py`, called from one
+line in `main()`: `run(report, harness)` to use the running relay and
+emulators, or `run(report.target)` with processes of their own.
 """
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 import requests
 
 from api.tools import cli
+from tests import bench_auth
 from tests.ctim_check import ROOT
 from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn
@@ -209,8 +211,10 @@ def main():
         for name in harness.emulators:
             bench_provider(report, harness, name)
         bench_lambda(report, harness)
-        # Topics: one line each, `bench_<topic>.run(report, harness)`.
+        # Topics needing the running relay: one line each, `run(report, harness)`.
     bench_cold_import(report)
+    # Topics with their own processes: one line each, e.g. `run(report.target)`.
+    bench_auth.run(report.target)
     return report.finish()
 
 

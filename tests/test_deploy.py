@@ -29,6 +29,16 @@ AWS_DIR = L.REPO / "aws"
 RELAY_VARIABLES = {"SECRET_KEY", "API_URL", "CTR_ENTITIES_LIMIT", "RELAY_PROVIDER"}
 
 
+def _ingress_lockdown():
+    """The zappa_settings keys aws/XdrIngress.md tells users to add (its JSON block)."""
+    text = (AWS_DIR / "XdrIngress.md").read_text()
+    return json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
+
+
+# The cycle deploys `dev` locked down as aws/XdrIngress.md says (opt-in for users).
+LOCKDOWN = _ingress_lockdown()
+
+
 class World:
     """State shared by the ordered steps of the cycle."""
 
@@ -65,7 +75,9 @@ def world():
     home = L.tmpfs_home("relay-deploy-")
     try:
         env = L.aws_env(home, moto.url, region=REGION)
-        state = World(moto, home, env, L.write_test_settings(home))
+        settings = L.load_settings()
+        settings[L.STAGE].update(LOCKDOWN)
+        state = World(moto, home, env, L.write_test_settings(home, settings))
         yield state
         total = sum(state.seconds.values())
         print(f"\nzappa commands: {total:.1f} s; whole cycle incl. setup "
@@ -94,6 +106,20 @@ def _assert_function_as_configured(world):
     variables = conf.get("Environment", {}).get("Variables", {})
     assert not RELAY_VARIABLES & set(variables), "secrets belong in the console, not the deploy"
     return conf
+
+
+def _assert_ingress_locked_down(world):
+    """Reserved concurrency on the function, the XDR-only resource policy on the
+    REST API (moto drops `Policy` from the API object it creates from the stack,
+    so it is read from the stack's template, as CloudFormation applies it)."""
+    concurrency = world.client("lambda").get_function_concurrency(FunctionName=FUNCTION)
+    assert concurrency["ReservedConcurrentExecutions"] == LOCKDOWN["lambda_concurrency"]
+    template = world.client("cloudformation").get_template(StackName=FUNCTION)["TemplateBody"]
+    template = template if isinstance(template, dict) else json.loads(template)
+    apis = [r["Properties"] for r in template["Resources"].values()
+            if r["Type"] == "AWS::ApiGateway::RestApi"]
+    expected = json.loads((L.REPO / LOCKDOWN["apigateway_policy"]).read_text())
+    assert apis and all(api.get("Policy") == expected for api in apis), apis
 
 
 # --- 0. the one-time AWS setup of aws/HOWTO.md ---------------------------------------
@@ -179,6 +205,7 @@ def test_02_deploy(world):
 
     conf = _assert_function_as_configured(world)
     world.code_sha = conf["CodeSha256"]
+    _assert_ingress_locked_down(world)
     assert conf["CodeSize"] <= 8 * 1024 * 1024
 
     cloudformation = world.client("cloudformation")
@@ -267,6 +294,7 @@ def test_06_update(world):
         in done.stdout
     conf = _assert_function_as_configured(world)
     assert conf["CodeSha256"] != world.code_sha, "update uploaded no new code"
+    _assert_ingress_locked_down(world)
     stack = world.client("cloudformation").describe_stacks(StackName=FUNCTION)["Stacks"][0]
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     assert not world.client("s3").list_objects_v2(Bucket=SETTINGS["s3_bucket"]).get("Contents")
@@ -408,7 +436,10 @@ def test_11_policy_covers_the_stack_resources(world):
     for template in templates:
         for resource in template["Resources"].values():
             assert resource["Type"] in TEMPLATE_ACTIONS, resource["Type"]
-            for action in TEMPLATE_ACTIONS[resource["Type"]]:
+            actions = list(TEMPLATE_ACTIONS[resource["Type"]])
+            if "Policy" in resource["Properties"]:   # the XDR-only resource policy
+                actions.append("apigateway:UpdateRestApiPolicy")
+            for action in actions:
                 assert allows(policy, action), action
 
 
@@ -461,3 +492,30 @@ def test_14_policies_name_only_this_deployment():
     trust = _policy("ZappaLambdaExecutionTrustPolicy.json")
     for statement in trust["Statement"]:
         assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": L.ACCOUNT_ID}}
+
+
+# --- 6. the XDR-only ingress policies of aws/XdrIngress.md ------------------------------
+
+def test_14_ingress_policies_admit_only_cisco_xdr_egress_addresses():
+    """One file per XDR region: allow invoking the API, deny every source
+    address outside the region's published list (the doc's table)."""
+    doc = (AWS_DIR / "XdrIngress.md").read_text()
+    rows = re.findall(r"\| `(XdrIngressPolicy\.(\w+)\.json)` \| ([\d., ]+) \|", doc)
+    assert sorted(region for _, region, _ in rows) == ["apjc", "eu", "us"]
+    assert sorted(p.name for p in AWS_DIR.glob("XdrIngressPolicy.*.json")) == \
+        sorted(name for name, _, _ in rows)
+    every = set()
+    for name, region, addresses in rows:
+        listed = {a.strip() + "/32" for a in addresses.split(",")}
+        allow, deny = json.loads((AWS_DIR / name).read_text())["Statement"]
+        assert (allow["Effect"], allow["Action"], allow["Resource"]) == \
+            ("Allow", "execute-api:Invoke", "execute-api:/*")
+        assert (deny["Effect"], deny["Action"], deny["Resource"]) == \
+            ("Deny", "execute-api:Invoke", "execute-api:/*")
+        assert "Condition" not in allow
+        assert set(deny["Condition"]["NotIpAddress"]["aws:SourceIp"]) == listed
+        assert len(listed) == 3 and not every & listed
+        every |= listed
+    assert LOCKDOWN["apigateway_policy"] == "aws/XdrIngressPolicy.us.json"
+    assert isinstance(LOCKDOWN["lambda_concurrency"], int) and LOCKDOWN["lambda_concurrency"] > 0
+    assert "docs.xdr.security.cisco.com/Content/Assets/sources.htm" in doc

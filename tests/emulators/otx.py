@@ -8,7 +8,8 @@ indicators, and generated `198.18.0.0/15` addresses for the bench.
 Knobs on the `Emulator`: `fail` maps an indicator value, a pulse id,
 "user/me" or "*" to an HTTP status, or to "not json" for a 200 HTML body; `rate_limit`
 = N answers 429 after N calls; `options["delay"]` maps a value or pulse id
-to extra seconds before answering.
+to extra seconds before answering; `options["body"]` maps a value or pulse id to
+a JSON body answered with HTTP 200 instead of the emulator's data (bad shapes).
 """
 import ipaddress
 import json
@@ -333,6 +334,8 @@ def create_app(emulator):
                             mimetype="text/html")
         if failure:
             return answer(int(failure), {"detail": f"Emulated HTTP {failure}"})
+        if subject in emulator.options.get("body", {}):
+            return answer(200, emulator.options["body"][subject])
         return answer(*handler())
 
     return app

@@ -11,6 +11,7 @@ from collections import namedtuple
 from urllib.parse import quote
 
 from api import ctim
+from api.errors import UnexpectedResponseError
 
 SOURCE = "AlienVault OTX"
 
@@ -52,11 +53,42 @@ def pulse_page(base, pulse_id):
 
 
 # --- reading the general section ------------------------------------------------------
+# Fields of `general` the relay reads, and the JSON type each must have when present.
+_GENERAL_SHAPE = {("pulse_info",): dict, ("pulse_info", "pulses"): list,
+                  ("pulse_info", "count"): int, ("validation",): list,
+                  ("false_positive",): list, ("False_positive",): list}
+_TYPE_NAMES = {dict: "an object", list: "a list", int: "a whole number"}
+
+
+def check_general(general):
+    """Raise UnexpectedResponseError unless the sections read have their JSON types.
+
+    A wrong section costs its observable; wrong records inside them (a pulse that
+    is not an object, a tag that is not a string...) are skipped one by one.
+    """
+    for path, kind in _GENERAL_SHAPE.items():
+        value = general
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise UnexpectedResponseError(
+                f"AlienVault OTX answered a 'general' section whose '{'.'.join(path)}' "
+                f"is not {_TYPE_NAMES[kind]}; its API changed")
+    return general
+
+
+def _items(record, name):
+    """The list field `name` of a record, [] when absent or of another type."""
+    value = record.get(name)
+    return value if isinstance(value, list) else []
+
+
 def pulses(general):
     """The pulses of a `general` answer that carry an id, newest first."""
     info = (general or {}).get("pulse_info")
     found = info.get("pulses") if isinstance(info, dict) else None
-    result = [p for p in found or () if isinstance(p, dict)
+    found = found if isinstance(found, list) else []
+    result = [p for p in found if isinstance(p, dict)
               and isinstance(p.get("id"), str) and p["id"].strip()]
     return sorted(result, key=_recency, reverse=True)
 
@@ -92,7 +124,7 @@ def pulse_count(general):
 def _false_positive_accepted(general):
     # The live API says `false_positive`; one recorded sample says `False_positive`.
     for key in ("false_positive", "False_positive"):
-        for item in general.get(key) or ():
+        for item in _items(general, key):
             if isinstance(item, dict) and item.get("assessment") == "accepted":
                 return True
     return False
@@ -101,7 +133,7 @@ def _false_positive_accepted(general):
 def _validations(general):
     """{source: name} of OTX's `validation` entries (whitelists, known benign)."""
     result = {}
-    for item in general.get("validation") or ():
+    for item in _items(general, "validation"):
         if isinstance(item, dict):
             source = str(item.get("source") or item.get("name") or "").strip()
             if source:
@@ -216,7 +248,7 @@ def _tlp(pulse):
 
 def _tags(pulse):
     tags = []
-    for tag in pulse.get("tags") or ():
+    for tag in _items(pulse, "tags"):
         text = ctim.clip(tag, 1024) if isinstance(tag, str) else None
         if text and text not in tags:
             tags.append(text)
@@ -225,7 +257,7 @@ def _tags(pulse):
 
 def _references(pulse):
     refs = []
-    for ref in pulse.get("references") or ():
+    for ref in _items(pulse, "references"):
         if isinstance(ref, str) and _URL.match(ref.strip()) and len(ref.strip()) <= 2048:
             refs.append({"source_name": SOURCE, "description": "Pulse reference",
                          "url": ref.strip()})

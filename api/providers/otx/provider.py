@@ -80,7 +80,7 @@ class OtxProvider(Provider):
         bundle = Bundle()
         if observable["type"] not in client.SECTION_TYPES:
             return bundle  # e-mail: OTX has no indicator API for it (refer only)
-        general = client.general(ctx, observable["type"], observable["value"])
+        general = self._general(ctx, observable)
         if general is None:
             return bundle
         base = client.base_url(ctx)
@@ -95,12 +95,18 @@ class OtxProvider(Provider):
                                                  entries.get(pulse["id"])))
         return bundle
 
+    @staticmethod
+    def _general(ctx, observable):
+        """The observable's `general` section, its shape checked, or None."""
+        general = client.general(ctx, observable["type"], observable["value"])
+        return None if general is None else mapping.check_general(general)
+
     def deliberate_one(self, ctx, observable):
         # The verdict needs the general section only: no pulse lookups.
         bundle = Bundle()
         if observable["type"] not in client.SECTION_TYPES:
             return bundle
-        general = client.general(ctx, observable["type"], observable["value"])
+        general = self._general(ctx, observable)
         judgement = mapping.judgement(observable, general, client.base_url(ctx),
                                       self.thresholds(ctx))
         if judgement is not None:

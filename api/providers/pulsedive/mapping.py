@@ -290,7 +290,8 @@ def links_relations(observable, links):
     if observable["type"] not in ("ip", "ipv6") or not isinstance(links, dict):
         return []
     relations = []
-    for item in links.get("Active DNS") or []:
+    items = links.get("Active DNS")
+    for item in items if isinstance(items, list) else ():  # optional: a bad shape adds none
         if isinstance(item, dict) and item.get("type") == "domain" and _text(
                 item.get("indicator")):
             relations.append({

@@ -35,10 +35,11 @@ def test_restsearch_sample_maps_each_matching_event():
     events = sample_events("events_restSearch_2events_pymisp_unwrapped.json")
     value = events[0]["Attribute"][0]["value"]
     observable = {"type": "sha256", "value": value}
-    bundle = mapping.observe_bundle(observable, events, BASE, 100, NOW)
+    hits = mapping.hits_from_raw(events, value)
+    bundle = mapping.observe_bundle(observable, hits, BASE, 100, now=NOW)
     body = data(bundle)
     ctim_check.assert_valid("/observe/observables", body, [observable], 100)
-    matching = [e for e in events if mapping.matching_attributes(e, observable)]
+    matching = [e for e in events if e["uuid"] in {h["event"]["uuid"] for h in hits}]
     assert matching, "the sample's first attribute must match its own event"
     judgements = bundle.docs("judgements")
     assert len(judgements) == len(matching) == len(bundle.docs("sightings"))
@@ -46,7 +47,9 @@ def test_restsearch_sample_maps_each_matching_event():
                      if i["external_ids"] == [events[0]["uuid"]])
     assert indicator["title"] == events[0]["info"]
     assert indicator["producer"] == events[0]["Orgc"]["name"]
-    assert indicator["tags"] == [t["name"] for t in events[0]["Tag"]]
+    event_tags = [t["name"] for t in events[0]["Tag"]]
+    assert indicator["tags"][:len(event_tags)] == event_tags
+    assert "Banker: Qakbot" in indicator["tags"]  # the galaxy cluster, readable
     assert indicator["tlp"] == "white"  # the event carries tlp:white
     assert indicator["source_uri"] == f"{BASE}/events/view/{events[0]['uuid']}"
     levels = {"1": ctim.MALICIOUS, "2": ctim.SUSPICIOUS, "3": ctim.COMMON, "4": ctim.UNKNOWN}
@@ -66,14 +69,16 @@ def test_real_sighting_records_are_counted():
     flagged = [a for a in event["Attribute"]
                if any(s["type"] == "1" for s in a.get("Sighting") or ())]
     observable = {"type": seen[0]["type"], "value": seen[0]["value"]}
-    bundle = mapping.observe_bundle(observable, [event], BASE, 100, NOW)
+    bundle = mapping.observe_bundle(observable, mapping.hits_from_raw([event], seen[0]["value"]),
+                                    BASE, 100, now=NOW)
     ctim_check.assert_valid("/observe/observables", data(bundle), [observable])
     (sighting,) = bundle.docs("sightings")
     assert sighting["count"] == sum(1 for s in seen[0]["Sighting"] if s["type"] == "0")
     stamp = ctim.from_timestamp(seen[0]["Sighting"][0]["date_sighting"])
     assert sighting["observed_time"]["start_time"] == stamp
     fp = {"type": flagged[0]["type"], "value": flagged[0]["value"]}
-    (fp_sighting,) = mapping.observe_bundle(fp, [event], BASE, 100, NOW).docs("sightings")
+    (fp_sighting,) = mapping.observe_bundle(fp, mapping.hits_from_raw([event], fp["value"]),
+                                            BASE, 100, now=NOW).docs("sightings")
     assert "false positive 1 time(s)" in fp_sighting["description"]
     assert fp_sighting["count"] == 1
 
@@ -82,36 +87,45 @@ def test_object_attributes_match_and_long_events_stay_valid():
     (event,) = sample_events("event_view_objects_galaxies_pubg.json")
     value = event["Object"][0]["Attribute"][0]["value"]
     observable = {"type": "sha1", "value": value.upper()}  # hashes match without case
-    bundle = mapping.observe_bundle(observable, [event], BASE, 100, NOW)
+    bundle = mapping.observe_bundle(observable, mapping.hits_from_raw([event], value.upper()),
+                                    BASE, 100, now=NOW)
     ctim_check.assert_valid("/observe/observables", data(bundle), [observable])
     (indicator,) = bundle.docs("indicators")
-    assert len(indicator["tags"]) == len(event["Tag"])
+    assert len(indicator["tags"]) >= len(event["Tag"])
     assert all(len(tag) <= 1024 for tag in indicator["tags"])
 
 
 def test_no_hit_sample_gives_nothing():
     events = sample_events("events_restSearch_nohit_from_source.json")
     assert events == []
-    assert not mapping.observe_bundle({"type": "ip", "value": "1.1.1.1"}, events, BASE, 100)
+    assert not mapping.observe_bundle({"type": "ip", "value": "1.1.1.1"},
+                                      mapping.hits_from_raw(events, "1.1.1.1"), BASE, 100)
 
 
 def test_composite_values_match_either_part():
     event = {"uuid": "u-1", "threat_level_id": "2", "date": "2026-01-02",
              "Attribute": [{"value": "invoice.doc|d41d8cd98f00b204e9800998ecf8427e",
                             "category": "Payload delivery", "type": "filename|md5"}]}
-    observable = {"type": "md5", "value": "D41D8CD98F00B204E9800998ECF8427E"}
-    assert mapping.matching_attributes(event, observable)
-    assert not mapping.matching_attributes(event, {"type": "md5", "value": "d41d8cd9"})
+    md5 = {"type": "md5", "value": "D41D8CD98F00B204E9800998ECF8427E"}
+    assert mapping.hits_from_raw([event], md5["value"])
+    assert not mapping.hits_from_raw([event], "d41d8cd9")
     url_event = {"uuid": "u-2", "Attribute": [{"value": "http://a.example/Path"}]}
-    assert not mapping.matching_attributes(url_event, {"type": "url",
-                                                       "value": "http://a.example/path"})
+    url = {"type": "url", "value": "http://a.example/path"}
+    hits = mapping.hits_from_raw([url_event], url["value"])
+    assert not mapping.observe_bundle(url, hits, BASE, 10, now=NOW)  # paths keep their case
+    assert mapping.observe_bundle(md5, mapping.hits_from_raw([event], md5["value"]), BASE, 10,
+                                  now=NOW).docs("verdicts")
+
+
+def _hits(observable, events=None):
+    return mapping.hits_from_raw(events or emulator_data.EVENTS[:4], observable["value"])
 
 
 def test_one_indicator_per_event_across_observables():
-    events = emulator_data.EVENTS[:4]
-    a = mapping.observe_bundle({"type": "domain", "value": "login-verify.example.net"},
-                               events, BASE, 100, NOW)
-    b = mapping.observe_bundle({"type": "ip", "value": "198.51.100.23"}, events, BASE, 100, NOW)
+    domain = {"type": "domain", "value": "login-verify.example.net"}
+    ip = {"type": "ip", "value": "198.51.100.23"}
+    a = mapping.observe_bundle(domain, _hits(domain), BASE, 100, now=NOW)
+    b = mapping.observe_bundle(ip, _hits(ip), BASE, 100, now=NOW)
     shared = {i["id"] for i in a.docs("indicators")} & {i["id"] for i in b.docs("indicators")}
     assert shared, "event 1201 holds both values: same indicator id"
     a.merge(b)
@@ -120,32 +134,32 @@ def test_one_indicator_per_event_across_observables():
 
 
 def test_verdict_follows_the_most_severe_event_and_limit_applies():
-    events = emulator_data.EVENTS[:4]
     observable = {"type": "ip", "value": "198.51.100.23"}
-    bundle = mapping.observe_bundle(observable, events, BASE, 100, NOW)
+    bundle = mapping.observe_bundle(observable, _hits(observable), BASE, 100, now=NOW)
     assert bundle.docs("verdicts")[0]["disposition_name"] == "Malicious"
     assert len(bundle.docs("judgements")) == 3
-    limited = mapping.observe_bundle(observable, events, BASE, 1, NOW)
+    limited = mapping.observe_bundle(observable, _hits(observable), BASE, 1, now=NOW)
     assert len(limited.docs("judgements")) == 1
     assert limited.docs("judgements")[0]["disposition_name"] == "Malicious"
-    deliberate = mapping.deliberate_bundle(observable, events, NOW)
+    deliberate = mapping.deliberate_bundle(observable, _hits(observable), now=NOW)
     assert deliberate.json().keys() == {"verdicts"}
     assert deliberate.docs("verdicts")[0]["disposition"] == ctim.MALICIOUS
 
 
-def test_event_without_uuid_is_a_structure_error():
-    from api.errors import UnexpectedResponseError
-
-    event = {"threat_level_id": "1", "Attribute": [{"value": "1.2.3.4"}]}
-    with pytest.raises(UnexpectedResponseError, match="data structure changed"):
-        mapping.observe_bundle({"type": "ip", "value": "1.2.3.4"}, [event], BASE, 10)
+def test_event_without_uuid_is_left_out_not_the_others():
+    good = {"uuid": "u-9", "threat_level_id": "1", "Attribute": [{"value": "1.2.3.4"}]}
+    events, problems = mapping.parse_events(
+        [{"Event": {"threat_level_id": "1", "Attribute": [{"value": "1.2.3.4"}]}},
+         {"Event": good}])
+    assert [e["uuid"] for e in events] == ["u-9"]
+    assert problems == ["an event has no uuid"]
 
 
 def test_unknown_threat_level_and_missing_dates_fall_back():
     event = {"uuid": "u-3", "threat_level_id": "9", "info": "",
              "Attribute": [{"value": "1.2.3.4"}]}
     observable = {"type": "ip", "value": "1.2.3.4"}
-    bundle = mapping.observe_bundle(observable, [event], BASE, 10, NOW)
+    bundle = mapping.observe_bundle(observable, _hits(observable, [event]), BASE, 10, now=NOW)
     ctim_check.assert_valid("/observe/observables", data(bundle), [observable])
     assert bundle.docs("verdicts")[0]["disposition_name"] == "Unknown"
     assert bundle.docs("sightings")[0]["observed_time"]["start_time"] == ctim.iso(NOW)
@@ -160,6 +174,10 @@ def misp(use_emulator):
 
 def auth():
     return bearer(emulator_data.CLAIMS)
+
+
+def searches(misp):
+    return [r for r in misp.requests if r["path"] == "/events/restSearch"]
 
 
 def observables():
@@ -178,8 +196,8 @@ def test_observe_all_types_in_one_call(client, misp):
     assert ("ip", "192.0.2.200") not in verdicts
     indicator_ids = [i["id"] for i in body["data"]["indicators"]["docs"]]
     assert len(indicator_ids) == len(set(indicator_ids)) == 4
-    assert misp.calls == 1
-    (search,) = misp.requests
+    assert misp.calls == 2  # one restSearch + one warninglists/checkValue
+    (search,) = searches(misp)
     assert search["path"] == "/events/restSearch"
     assert search["headers"]["Authorization"] == emulator_data.KEY
     assert search["json"]["value"] == [o["value"] for o in requested]
@@ -191,7 +209,8 @@ def test_calls_do_not_grow_with_observables(client, misp):
         body = client.post("/observe/observables", json=emulator_data.observables(n),
                            headers=auth()).get_json()
         assert body["data"]["verdicts"]["count"] == n
-        assert misp.calls == 1
+        assert misp.calls == 2
+        assert len(searches(misp)) == 1
 
 
 def test_paging_honours_the_entities_limit(client, misp):
@@ -199,14 +218,15 @@ def test_paging_honours_the_entities_limit(client, misp):
     body = client.post("/observe/observables", json=requested,
                        headers=bearer(dict(emulator_data.CLAIMS, CTR_ENTITIES_LIMIT=1))).get_json()
     assert body["data"]["judgements"]["count"] == 1
-    assert misp.requests[0]["json"]["limit"] == 1
+    (search,) = searches(misp)
     # page 1 was full and one event is all we may show: no second page
-    assert misp.calls == 1
+    assert search["json"]["limit"] == 1
 
 
 def test_second_page_is_fetched_when_the_first_is_full(client, misp, relay_env):
     # page size = limit x values = 2: page 1 holds two events of the IP only
     relay_env.setenv("CTR_ENTITIES_LIMIT", "1")
+    relay_env.setenv("MISP_WARNINGLISTS", "off")  # both calls go to restSearch
     requested = [{"type": "ip", "value": "198.51.100.23"},
                  {"type": "ipv6", "value": "2001:db8:bad::23"}]
     body = client.post("/observe/observables", json=requested, headers=auth()).get_json()
@@ -220,14 +240,15 @@ def test_second_page_is_fetched_when_the_first_is_full(client, misp, relay_env):
 
 def test_failed_second_page_keeps_the_first(client, misp, relay_env):
     relay_env.setenv("CTR_ENTITIES_LIMIT", "1")
+    relay_env.setenv("MISP_MAX_PAGES", "3")  # two restSearch pages + checkValue
     requested = [{"type": "ip", "value": "198.51.100.23"},
                  {"type": "ipv6", "value": "2001:db8:bad::23"}]
     real_search = misp_client.search_events
 
-    def flaky(ctx, values, limit, page, sightings=True):
+    def flaky(ctx, filters, values, limit, page):
         if page == 2:
             misp.fail["*"] = 500
-        return real_search(ctx, values, limit, page, sightings)
+        return real_search(ctx, filters, values, limit, page)
 
     relay_env.setattr(misp_client, "search_events", flaky)
     body = client.post("/observe/observables", json=requested, headers=auth()).get_json()
@@ -235,11 +256,12 @@ def test_failed_second_page_keeps_the_first(client, misp, relay_env):
     assert body["errors"][0]["code"] == "service unavailable"
 
 
-def test_deliberate_returns_verdicts_only_without_sightings(client, misp):
+def test_deliberate_returns_verdicts_only(client, misp):
     body = client.post("/deliberate/observables", json=observables(), headers=auth()).get_json()
     assert set(body["data"]) == {"verdicts"}
     assert body["data"]["verdicts"]["count"] == 9
-    assert misp.requests[0]["json"]["includeSightings"] == 0
+    # sightings decide too (false positive, expiration)
+    assert searches(misp)[0]["json"]["includeSightings"] == 1
 
 
 def test_blank_values_are_not_sent_to_misp(client, misp):
@@ -306,11 +328,13 @@ def test_rate_limit_closes_the_gate_for_that_key(client, misp):
     misp.rate_limit = 0
     first = client.post("/observe/observables", json=observables(), headers=auth()).get_json()
     assert first["errors"][0]["code"] == "too many requests"
+    calls = misp.calls
     second = client.post("/deliberate/observables", json=observables(),
                          headers=auth()).get_json()
     assert second["errors"][0]["code"] == "too many requests"
     assert "resets in 30 s" in second["errors"][0]["message"]
-    assert misp.calls == 1  # the second request never reached MISP
+    assert len(searches(misp)) == 1
+    assert misp.calls == calls  # the second request never reached MISP
 
 
 def test_timeout_is_an_error_not_a_hang(client, misp, relay_env):

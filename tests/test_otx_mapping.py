@@ -216,8 +216,8 @@ def test_sparse_pulse_gives_no_blank_strings():
     bundle = Bundle()
     bundle.extend([sighting, indicator, relationship])
     valid(bundle, [observable])
-    # Undated pulses cannot be sighted; they are skipped.
-    assert mapping.pulse_entities(observable, {"id": "abc"}, BASE) == []
+    # Undated pulses are sighted when read (issue 11 item 14; see test_otx_samples.py).
+    assert len(mapping.pulse_entities(observable, {"id": "abc"}, BASE)) == 3
 
 
 def test_shared_pulse_is_one_indicator():

@@ -3,6 +3,7 @@ from api import http
 from api.errors import (AuthorizationError, ConfigurationError, NotFoundError,
                         RelayError, ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
+from api.providers.misp import mapping
 
 TITLE = "MISP"
 
@@ -84,33 +85,41 @@ def call(ctx, method, path, payload=None):
     return http.json_body(response, TITLE)
 
 
-def search_events(ctx, values, limit, page, sightings=True):
-    """`POST /events/restSearch` for any of `values`; a list of Event dicts."""
-    payload = {
-        "returnFormat": "json",
-        "value": list(values),
-        "limit": limit,
-        "page": page,
-        "includeSightings": 1 if sightings else 0,
-        "includeEventTags": 1,
-        "enforceWarninglist": 1 if ctx.settings.get_bool("MISP_ENFORCE_WARNINGLIST", False) else 0,
-    }
-    if ctx.settings.get_bool("MISP_PUBLISHED_ONLY", False):
-        payload["published"] = 1
+def search_events(ctx, filters, values, limit, page):
+    """`POST /events/restSearch` for any of `values`: (events, problems).
+
+    `filters` are the restSearch filters chosen by the provider; events are
+    parsed (shape-checked) by `mapping.parse_events`, so one malformed event
+    is a problem of its own, never the loss of the others.
+    """
+    payload = {"returnFormat": "json", **filters, "value": list(values),
+               "limit": limit, "page": page}
     body = call(ctx, "POST", "events/restSearch", payload)
     if isinstance(body, dict) and isinstance(body.get("response"), list):
         body = body["response"]
     if not isinstance(body, list):
         raise UnexpectedResponseError(
             "MISP restSearch answer has no event list; its data structure changed")
-    events = []
-    for item in body:
-        event = item.get("Event") if isinstance(item, dict) else None
-        if not isinstance(event, dict):
-            raise UnexpectedResponseError(
-                "MISP restSearch item is not an Event; its data structure changed")
-        events.append(event)
-    return events
+    return mapping.parse_events(body)
+
+
+def check_warninglists(ctx, values):
+    """`POST /warninglists/checkValue`: {value: {list name: list id}} for listed values."""
+    body = call(ctx, "POST", "warninglists/checkValue", list(values))
+    if body == [] or body == {}:          # PHP encodes an empty answer as []
+        return {}
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError(
+            "MISP warninglists/checkValue answer is not an object; its data structure changed")
+    listed = {}
+    for value, hits in body.items():
+        names = {}
+        for hit in hits if isinstance(hits, list) else ():
+            if isinstance(hit, dict) and isinstance(hit.get("name"), str) and hit["name"]:
+                names[hit["name"]] = str(hit.get("id") or "")
+        if names:
+            listed[value] = names
+    return listed
 
 
 def version(ctx):

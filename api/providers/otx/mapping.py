@@ -214,12 +214,23 @@ def index_page(page):
     """{comparable value: row} of a page of a pulse's indicators (first row wins).
 
     Built once per page, so many observables can look themselves up cheaply.
+    A row without its own `type` (older answers) is filed under every form an
+    observable of any type would look it up by, after the typed rows: it
+    matches by value, with the observable's type standing in for its own.
     """
     results = page.get("results") if isinstance(page, dict) else None
+    rows = [entry for entry in (results if isinstance(results, list) else ())
+            if isinstance(entry, dict) and isinstance(entry.get("indicator"), str)]
     index = {}
-    for entry in results if isinstance(results, list) else ():
-        if isinstance(entry, dict) and isinstance(entry.get("indicator"), str):
-            kind = entry.get("type") if isinstance(entry.get("type"), str) else ""
+    typeless = []
+    for entry in rows:
+        kind = entry.get("type")
+        if isinstance(kind, str) and kind.strip():
+            index.setdefault(_key(kind, entry["indicator"]), entry)
+        else:
+            typeless.append(entry)
+    for entry in typeless:
+        for kind in ("url", "ip", "domain"):   # exact, address and text forms
             index.setdefault(_key(kind, entry["indicator"]), entry)
     return index
 
@@ -275,11 +286,14 @@ def pulse_start(pulse):
     return _time(pulse.get("created")) or _time(pulse.get("modified"))
 
 
-def indicator(pulse, base):
-    """The CTIM indicator of a pulse; its id depends on the pulse id only."""
+def indicator(pulse, base, start=None):
+    """The CTIM indicator of a pulse; its id depends on the pulse id only.
+
+    Valid from the pulse's own date, else from `start` (CTIM requires one).
+    """
     pulse_id = pulse["id"].strip()
     description = pulse.get("description")
-    start = pulse_start(pulse)
+    start = pulse_start(pulse) or start
     return ctim.entity(
         "indicator", id_seed=pulse_id, **INDICATOR_DEFAULTS,
         producer=_producer(pulse),
@@ -289,19 +303,21 @@ def indicator(pulse, base):
         tags=_tags(pulse), tlp=_tlp(pulse),
         external_ids=[pulse_id], external_references=_references(pulse),
         source_uri=pulse_page(base, pulse_id),
-        valid_time={"start_time": start} if start else {})
+        valid_time={"start_time": start or ctim.iso(ctim.utc_now())})
 
 
-def sighting(observable, pulse, base, entry=None):
-    """A sighting of `observable` in `pulse`.
+def seen_time(pulse, entry=None, now=None):
+    """When the observable was seen in the pulse: its row's `created` when the
+    row (`entry`) is known, else the pulse's own date, else `now` (when the
+    relay read the pulse: a pulse OTX lists without dates still holds it)."""
+    return ((_time(entry.get("created")) if entry else None) or pulse_start(pulse)
+            or ctim.iso(now or ctim.utc_now()))
 
-    When `entry` (the observable's row in the pulse's indicator list) is known,
-    its `created` time is when the observable was seen; otherwise the pulse's.
-    """
+
+def sighting(observable, pulse, base, entry=None, now=None):
+    """A sighting of `observable` in `pulse`, dated by `seen_time`."""
     pulse_id = pulse["id"].strip()
-    seen = (_time(entry.get("created")) if entry else None) or pulse_start(pulse)
-    if seen is None:
-        return None
+    seen = seen_time(pulse, entry, now)
     note = None
     entry_id = None
     if entry:
@@ -329,10 +345,8 @@ def membership(sighting_doc, indicator_doc):
         target_ref=indicator_doc["id"], source=SOURCE)
 
 
-def pulse_entities(observable, pulse, base, entry=None):
+def pulse_entities(observable, pulse, base, entry=None, now=None):
     """[sighting, indicator, relationship] for one pulse holding `observable`."""
-    sighting_doc = sighting(observable, pulse, base, entry)
-    if sighting_doc is None:
-        return []
-    indicator_doc = indicator(pulse, base)
+    sighting_doc = sighting(observable, pulse, base, entry, now)
+    indicator_doc = indicator(pulse, base, sighting_doc["observed_time"]["start_time"])
     return [sighting_doc, indicator_doc, membership(sighting_doc, indicator_doc)]

@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from api.errors import RelayError, RequestTimeoutError
+from api.errors import RelayError
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ def run(ctx, tasks):
     for (label, _), outcome in zip(tasks, list(batch.outcomes)):
         if outcome is None:
             # The caller names the observable (error.subject), not the message.
-            outcome = (None, RequestTimeoutError(
-                f"no answer from {ctx.provider} within the relay's "
-                f"{ctx.settings.deadline:g} s deadline"))
+            outcome = (None, ctx.late_error())
         results.append((label, *outcome))
     return results
 

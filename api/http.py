@@ -27,6 +27,7 @@ import re
 import socket
 import threading
 import time
+from types import SimpleNamespace
 from urllib.parse import urlencode, urlsplit
 
 from api.errors import (InvalidArgumentError, RelayError, RequestTimeoutError,
@@ -43,12 +44,14 @@ CONNECT_RETRIES = 2
 STATUS_RETRIES = 1
 _RETRY_STATUSES = (502, 503, 504)
 _BACKOFF = 0.1
+# Seconds a call may run past the request's deadline (see request()).
+DEADLINE_GRACE = 0.1
 
 # Connection pools by (provider, scheme, host:port, TLS verification).
 MAX_POOLS = 64
 MAX_CONNECTIONS = 64    # kept per pool; more may run at once, the rest are closed
 _pools = {}
-_classes = None
+_urllib3 = None    # see _lib()
 _gates = {}
 _lock = threading.Lock()
 _current = threading.local()   # the upstream call running in this thread
@@ -77,15 +80,27 @@ class Response:
             raise ValueError("JSON nested too deeply") from None
 
 
-def _pool_classes():
-    """urllib3 pool classes whose connections report to the watchdog."""
-    global _classes
-    if _classes is not None:
-        return _classes
+def _lib():
+    """urllib3's parts the relay uses, imported once under a lock: the first
+    calls come from many threads at once, and concurrent first imports of
+    one package can see it half initialized."""
+    global _urllib3
+    if _urllib3 is None:
+        with _lock:
+            if _urllib3 is None:
+                _urllib3 = _load()
+    return _urllib3
+
+
+def _load():
+    import certifi    # the CA bundle requests used: the same here and on Lambda
+    import urllib3
+    from urllib3 import exceptions
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     _quiet_urllib3_logs()
+    urllib3.disable_warnings(exceptions.InsecureRequestWarning)   # MISP_VERIFY_TLS=0
 
     class Watched:
         # Hands the connection to the watchdog just before waiting for the answer.
@@ -107,8 +122,8 @@ def _pool_classes():
     class TlsPool(HTTPSConnectionPool):
         ConnectionCls = Tls
 
-    _classes = {"http": PlainPool, "https": TlsPool}
-    return _classes
+    return SimpleNamespace(pools={"http": PlainPool, "https": TlsPool}, ca=certifi.where(),
+                           Timeout=urllib3.util.Timeout, errors=exceptions)
 
 
 def pool(name, url, verify=True):
@@ -122,7 +137,7 @@ def _pool(name, parts, verify):
     pool = _pools.get(key)
     if pool is not None:
         return pool
-    classes = _pool_classes()
+    classes = _lib().pools
     if parts.scheme not in classes or not parts.hostname:
         raise ValueError("not an http(s) URL")
     with _lock:
@@ -169,10 +184,11 @@ def _quiet_urllib3_logs():
 class _Call:
     """One upstream call's end time and, once sent, its connection."""
 
-    __slots__ = ("end", "conn", "expired", "done")
+    __slots__ = ("end", "by_deadline", "conn", "expired", "done")
 
-    def __init__(self, end):
+    def __init__(self, end, by_deadline):
         self.end = end
+        self.by_deadline = by_deadline      # ends with the request, not its own limit
         self.conn = None
         self.expired = False
         self.done = False
@@ -255,8 +271,11 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, params=Non
     if gate is not None:
         gate.wait(ctx, title)
     started = time.monotonic()
-    limit = ctx.timeout()   # per-call limit, within the deadline
-    call = _Call(started + (min(limit, timeout) if timeout else limit))
+    ctx.timeout()   # raises once the deadline has passed
+    limit = min(ctx.settings.http_timeout, timeout or ctx.settings.http_timeout)
+    # Just past the deadline: the engine reports a late call first, with all others.
+    by_deadline = started + limit > ctx.deadline + DEADLINE_GRACE
+    call = _Call(min(started + limit, ctx.deadline + DEADLINE_GRACE), by_deadline)
     status = code = None
     try:
         response = _send(ctx, call, title, method, url, session_name or ctx.provider,
@@ -281,9 +300,7 @@ def request(ctx, title, method, url, *, session_name=None, gate=None, params=Non
 
 
 def _send(ctx, call, title, method, url, name, params, data, payload, headers, verify):
-    from urllib3.exceptions import DecodeError, HTTPError, NewConnectionError
-    from urllib3.util import Timeout
-
+    lib = _lib()
     parts = urlsplit(url)
     target = parts.path or "/"
     query = parts.query
@@ -307,28 +324,28 @@ def _send(ctx, call, title, method, url, name, params, data, payload, headers, v
     while True:
         left = call.end - time.monotonic()
         if left <= 0:
-            raise RequestTimeoutError(f"{title} did not answer in time")
+            raise _late(ctx, call, title)
         try:
             pool = _pool(name, parts, verify)
             answer = pool.urlopen(
                 method, target, body=body, headers=sent, retries=False, redirect=False,
-                timeout=Timeout(connect=left, read=left), preload_content=False,
+                timeout=lib.Timeout(connect=left, read=left), preload_content=False,
                 assert_same_host=False)
             response = _read(ctx, call, title, answer, parts.path)
-        except NewConnectionError as error:
+        except lib.errors.NewConnectionError as error:
             if call.expired:
-                raise RequestTimeoutError(f"{title} did not answer in time") from None
+                raise _late(ctx, call, title) from None
             connects += 1
             if connects > CONNECT_RETRIES or not _pause(call, connects):
                 raise ServiceUnavailableError(
                     f"Unable to reach {title}: {type(error).__name__}") from None
             continue
-        except DecodeError:
+        except lib.errors.DecodeError:
             raise UnexpectedResponseError(
                 f"{title} answered a body that does not decompress") from None
-        except (HTTPError, OSError) as error:
+        except (lib.errors.HTTPError, OSError) as error:
             if call.expired or _timed_out(error):
-                raise RequestTimeoutError(f"{title} did not answer in time") from None
+                raise _late(ctx, call, title) from None
             raise ServiceUnavailableError(
                 f"Unable to reach {title}: {type(error).__name__}") from None
         except ValueError:   # a CR/LF in a header value, an unusable URL
@@ -348,20 +365,19 @@ def _tls(verify, parts):
     if isinstance(verify, str):
         return {"cert_reqs": "CERT_REQUIRED", "ca_certs": verify}
     if not verify:
-        import urllib3
-
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return {"cert_reqs": "CERT_NONE", "assert_hostname": False}
-    import certifi   # the CA bundle requests used, the same on Lambda and here
-
-    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()}
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": _lib().ca}
 
 
 def _timed_out(error):
-    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+    timeouts = (_lib().errors.TimeoutError, socket.timeout)
+    return isinstance(error, timeouts) or isinstance(getattr(error, "reason", None), timeouts)
 
-    return isinstance(error, (Urllib3Timeout, socket.timeout)) or isinstance(
-        getattr(error, "reason", None), (Urllib3Timeout, socket.timeout))
+
+def _late(ctx, call, title):
+    if call.by_deadline:
+        return ctx.late_error()     # the engine's words: one error for all late calls
+    return RequestTimeoutError(f"{title} did not answer in time")
 
 
 def _pause(call, attempt):
@@ -393,7 +409,7 @@ def _read(ctx, call, title, answer, path):
     finally:
         answer.release_conn()
     if call.expired:
-        raise RequestTimeoutError(f"{title} did not answer in time")
+        raise _late(ctx, call, title)
     return Response(answer.status, answer.headers, b"".join(chunks), path)
 
 

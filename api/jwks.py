@@ -163,9 +163,11 @@ def key(ctx, host, kid):
         entry = _cache.get(host)
         if entry is None or now - entry.fetched >= MAX_AGE:
             kid_refetched = entry.kid_refetched if entry else float("-inf")
-            entry = _cache[host] = _Keys(_fetch(ctx, host), now, kid_refetched)
         elif kid not in entry.keys and now - entry.kid_refetched >= UNKNOWN_KID_INTERVAL:
-            entry = _cache[host] = _Keys(_fetch(ctx, host), now, now)
+            entry.kid_refetched = kid_refetched = now   # counts even if the fetch fails
+        else:
+            return entry.keys.get(kid)
+        entry = _cache[host] = _Keys(_fetch(ctx, host), now, kid_refetched)
         return entry.keys.get(kid)
 
 

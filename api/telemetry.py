@@ -18,11 +18,11 @@ README, "Logs and metrics", for the figures).
 """
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 
 from flask import g, request
@@ -106,7 +106,7 @@ def request_id(environ, headers):
     given = headers.get("X-Request-Id", "")
     if _REQUEST_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # not uuid: its import costs 4 ms of cold start
 
 
 def route_name(rule):
@@ -159,7 +159,7 @@ def _finish(response):
 
 
 def _report(response, state):
-    settings = Settings.from_env()
+    settings = Settings(os.environ)  # a live view: no copy per request
     level = _level(settings)
     metrics = settings.get_bool("RELAY_METRICS", True)
     if level > logging.WARNING and not metrics:

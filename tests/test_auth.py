@@ -171,6 +171,8 @@ FAILURES = [
                                        headers={"kid": "xdr-key-1"}), auth.WRONG_STRUCTURE),
     ("alg HS512", lambda x: make_token({"key": "k"}, algorithm="HS512"), auth.WRONG_STRUCTURE),
     ("no credential claim", lambda x: x.token({"aud": ROOT + "/misp"}), auth.WRONG_PAYLOAD),
+    ("iat not a number", lambda x: x.token({"key": "k", "aud": ROOT + "/misp", "iat": "x"}),
+     auth.WRONG_STRUCTURE),
 ]
 
 
@@ -276,6 +278,18 @@ def test_rotated_key_is_accepted_on_first_use_and_refetches_are_bounded(
     assert xdr.fetches == 4
 
 
+def test_unknown_kid_refetch_is_rate_limited_even_when_it_fails(client, xdr, recorder):
+    known = xdr.token({"key": "k", "aud": ROOT + "/misp"})
+    assert "errors" not in post(client, "/misp/health", known).get_json()
+    xdr.status = 503
+    bogus = xdr.token({"key": "k", "aud": ROOT + "/misp"}, key=SigningKey("rotated?"))
+    assert reason(post(client, "/misp/health", bogus)) == auth.WRONG_JWKS_HOST
+    fetches = xdr.fetches
+    assert reason(post(client, "/misp/health", bogus)) == auth.KID_NOT_FOUND
+    assert "errors" not in post(client, "/misp/health", known).get_json()
+    assert xdr.fetches == fetches, "no refetch within the minute, failed or not"
+
+
 def test_public_urls_are_audiences_too(client, xdr, relay_env, recorder):
     relay_env.setenv("RELAY_PUBLIC_URLS", "https://relay.example.com/, https://b.example/x")
     for aud, path in [("https://relay.example.com/misp", "/misp/health"),
@@ -359,10 +373,21 @@ def test_verify_agrees_with_cryptography():
 def test_jwks_parsing_keeps_usable_rsa_signing_keys_only():
     good = SigningKey("good").jwk
     small = {**good, "kid": "small", "n": "AQAB" * 30}
-    parsed = jwks._parse({"keys": [good, small, {**good, "kid": "enc", "use": "enc"},
+    parsed = jwks._parse({"keys": [good, small, {**good, "kid": "no-n", "n": None},
+                                   {**good, "kid": "enc", "use": "enc"},
                                    {**good, "kid": "ec", "kty": "EC"}, {**good, "kid": 5},
                                    {**good, "kid": "rs512", "alg": "RS512"},
                                    {**good, "kid": "bad-n", "n": "!!"},
                                    {**good, "kid": "even-e", "e": "AQAA"}, "junk"]})
     assert list(parsed) == ["good"]
     assert parsed["good"].e == 65537
+
+
+def test_the_pyjwt_algorithm_only_verifies():
+    algorithm = jwks.rs256()
+    with pytest.raises(TypeError):
+        algorithm.prepare_key(b"a PEM is not a jwks.PublicKey")
+    for call in (lambda: algorithm.sign(b"m", None), lambda: algorithm.to_jwk(None),
+                 lambda: algorithm.from_jwk("{}")):
+        with pytest.raises(NotImplementedError):
+            call()

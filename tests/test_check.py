@@ -128,6 +128,14 @@ def test_api_gateway_502():
     assert "API Gateway answered 502" in out and "zappa tail" in out
 
 
+def test_ingress_lock_down_refusal():
+    message = ("User: anonymous is not authorized to perform: execute-api:Invoke on "
+               "resource: arn:aws:execute-api:us-east-1:123456789012:abc/dev/POST/version")
+    with serve(double({"version": (403, {"Message": message})})) as url:
+        status, out, _ = run(url, make_token())
+    assert status == 1 and "resource policy refused this address" in out
+
+
 def test_wrong_path_is_not_a_relay():
     answers = {"version": (403, {"message": "Missing Authentication Token"})}
     with serve(double(answers)) as url:
@@ -210,3 +218,23 @@ def test_contract_rules_catch_mutations():
                          "query-params": {"observable_type": "ip", "observable_value": 1}}]}
     assert any("not a string" in p for p in contract.check("respond/observables", respond))
     assert contract.check("refer/observables", {"data": {}})
+
+
+def test_lambda_without_secret_key(relay, misp, relay_env):
+    relay_env.delenv("SECRET_KEY")
+    status, out, _ = run(f"{relay}/misp", make_token(misp.module.CLAIMS))
+    assert status == 1 and "set the SECRET_KEY environment variable on the Lambda" in out
+
+
+@pytest.mark.parametrize("message, hint", [
+    ("SECRET_KEY is too short: it must be", "too short"),
+    ("kid from JWT header not found in API response", "custom_jwks_host"),
+    ("Failed to decode JWT with provided key. Make sure domain in custom_jwks_host "
+     "corresponds to your SecureX instance region.", "RELAY_JWKS_HOSTS"),
+    ("Wrong configuration-token-audience", "RELAY_PUBLIC_URLS"),
+    ("this JWT is for the 'otx' module, not 'misp'", "another provider"),
+    ("JWT has expired", "mint a new one"),
+    ("something new", "rejected the token"),
+])
+def test_auth_hints(message, hint):
+    assert hint in check.auth_hint(message, minted=False)

@@ -53,11 +53,11 @@ class World:
         self.api_id = None
         self.templates = []
 
-    def zappa(self, *args):
+    def zappa(self, *args, settings_file=None):
         """Run `zappa <args> -s <offline settings>`, recording its AWS calls."""
         self.moto.operations.clear()
         started = time.perf_counter()
-        done = L.zappa(list(args), self.env, self.settings_file)
+        done = L.zappa(list(args), self.env, settings_file or self.settings_file)
         key = " ".join(args)
         self.seconds[key] = self.seconds.get(key, 0) + time.perf_counter() - started
         self.calls.setdefault(key, []).extend(self.moto.operations)
@@ -137,7 +137,8 @@ def _howto_commands(verb):
 
 # aws/HOWTO.md step 2's placeholders -> this deployment's values.
 PLACEHOLDERS = {"<ACCOUNT_ID>": L.ACCOUNT_ID, "<REGION>": REGION,
-                "<FUNCTION_NAME>": FUNCTION, "<BUCKET>": SETTINGS["s3_bucket"]}
+                "<FUNCTION_NAME>": FUNCTION, "<BUCKET>": SETTINGS["s3_bucket"],
+                "<VPC_ID>": "vpc-0a1b2c3d4e5f67890"}   # HOWTO step 7 (stage `vpc`)
 
 
 def _filled(name):
@@ -335,6 +336,77 @@ def test_09_status_after_undeploy_fails(world):
     assert done.returncode != 0
     assert f"No Lambda {FUNCTION} detected in {REGION} - have you deployed yet?" \
         in _output(done)
+
+
+# --- 4b. the `vpc` stage: the Lambda inside the VPC of an internal MISP ----------------------
+
+VPC_STAGE = "vpc"
+
+
+def test_09b_vpc_stage_deploys_into_the_subnets(world):
+    """HOWTO step 7: the user's subnet and security-group ids in place of the
+    placeholders, `zappa deploy vpc`, then the function's VpcConfig."""
+    settings = L.load_settings()
+    stage = settings[VPC_STAGE]
+    assert stage["extends"] == L.STAGE and set(stage) == {"extends", "vpc_config"}
+    placeholders = stage["vpc_config"]["SubnetIds"] + stage["vpc_config"]["SecurityGroupIds"]
+    assert len(stage["vpc_config"]["SubnetIds"]) >= 2, "two availability zones"
+    assert all(re.fullmatch(r"<[A-Z_]+>", p) for p in placeholders), placeholders
+    ec2 = world.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24",
+                                 AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+               for i, zone in enumerate("ab")]
+    group = ec2.create_security_group(GroupName="tr-intel-relay", VpcId=vpc,
+                                      Description="relay to MISP")["GroupId"]
+    text = json.dumps(settings)
+    for placeholder, value in zip(placeholders, subnets + [group]):
+        text = text.replace(placeholder, value)
+    (world.home / "vpc").mkdir()
+    settings_file = L.write_test_settings(world.home / "vpc", json.loads(text))
+
+    done = world.zappa("deploy", VPC_STAGE, settings_file=settings_file)
+    assert done.returncode == 0, _output(done)
+    function = f"{SETTINGS['project_name']}-{VPC_STAGE}"
+    conf = world.client("lambda").get_function(FunctionName=function)["Configuration"]
+    assert sorted(conf["VpcConfig"]["SubnetIds"]) == sorted(subnets)
+    assert conf["VpcConfig"]["SecurityGroupIds"] == [group]
+    for key, setting in (("Runtime", "runtime"), ("Timeout", "timeout_seconds"),
+                         ("MemorySize", "memory_size")):
+        assert conf[key] == SETTINGS[setting], key
+    assert conf["Role"] == ROLE_ARN
+    assert not RELAY_VARIABLES & set(conf.get("Environment", {}).get("Variables", {}))
+    done = world.zappa("status", VPC_STAGE, settings_file=settings_file)
+    assert re.search(r"Lambda VPC ID:\s+vpc-", done.stdout), _output(done)
+    done = world.zappa("undeploy", VPC_STAGE, "--yes", settings_file=settings_file)
+    assert done.returncode == 0, _output(done)
+
+
+def test_09c_vpc_policies_scope_network_interfaces_to_the_vpc(world):
+    execution = _policy("ZappaLambdaVpcExecutionPolicy.json")
+    ours = f"arn:aws:ec2:{REGION}:{L.ACCOUNT_ID}:vpc/{PLACEHOLDERS['<VPC_ID>']}"
+    other = f"arn:aws:ec2:{REGION}:{L.ACCOUNT_ID}:vpc/vpc-0ffffffffffffffff"
+    interface = f"arn:aws:ec2:{REGION}:{L.ACCOUNT_ID}:network-interface/eni-0123"
+    subnet = f"arn:aws:ec2:{REGION}:{L.ACCOUNT_ID}:subnet/subnet-0123"
+    for action in ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                   "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"):
+        for resource in (interface, subnet):
+            assert allows(execution, action, resource, {"ec2:Vpc": ours}), action
+            assert not allows(execution, action, resource, {"ec2:Vpc": other}), action
+        assert not allows(execution, action, interface.replace(REGION, "eu-west-1"),
+                          {"ec2:Vpc": ours})
+    for action in ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"):
+        assert allows(execution, action)
+    deployment = _policy("ZappaLambdaVpcDeploymentPolicy.json")
+    for action in ("ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"):
+        assert allows(deployment, action)
+    assert {a for s in deployment["Statement"] for a in _as_list(s["Action"])} \
+        == {"ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"}
+    # moto checks the policy grammar; the execution policy went in at step 00.
+    world.client("iam").create_policy(PolicyName="ZappaLambdaVpcDeploymentPolicy",
+                                      PolicyDocument=json.dumps(deployment))
+    role_policies = world.client("iam").list_role_policies(RoleName=ROLE)["PolicyNames"]
+    assert "ZappaLambdaVpcExecutionPolicy" in role_policies
 
 
 # --- 5. the IAM policies of aws/ cover what Zappa did ---------------------------------------

@@ -34,6 +34,16 @@ def auth_hint(message, minted):
     text = message.lower()
     if "secret_key is missing" in text:
         return "set the SECRET_KEY environment variable on the Lambda"
+    if "secret_key is too short" in text:
+        return "the Lambda's SECRET_KEY is too short: set the 64-character one `jwt dev` prints"
+    if "jwks_host" in text or "kid from jwt header" in text:
+        return ("an XDR-signed (RS256) token: check the module type's custom_jwks_host "
+                "region and RELAY_JWKS_HOSTS on the Lambda")
+    if "audience" in text:
+        return ("the token's audience is another URL: check the URL given here is the "
+                "module type's url (behind a proxy, list it in RELAY_PUBLIC_URLS)")
+    if "this jwt is for the" in text:
+        return "the token is bound to another provider: check the /<provider> of the URL"
     if "provided key" in text or "signature" in text:
         if minted:
             return "SECRET_KEY on the Lambda differs from the one that signed this token"
@@ -51,17 +61,33 @@ def auth_hint(message, minted):
 
 def gateway_hint(status, body):
     """A one-line explanation for an answer that is not the relay's."""
-    message = body.get("message") if isinstance(body, dict) else None
+    # API Gateway says {"message": ...}, its resource policy {"Message": ...}.
+    message = (body.get("message") or body.get("Message")) if isinstance(body, dict) else None
     if status == 502:
         return ("API Gateway answered 502: the Lambda crashed, timed out or returned an "
                 "invalid response; see `zappa tail <stage> --since 10m`")
     if status == 504:
         return ("API Gateway answered 504: the Lambda took longer than 29 s; "
                 "see `zappa tail <stage> --since 10m`")
+    if status == 403 and message and "not authorized" in message:
+        return (f"HTTP 403 '{message[:80]}': API Gateway's resource policy refused this "
+                "address (ingress lock-down); run the check from an address it admits")
     if status in (403, 404) and message:
         return (f"HTTP {status} '{message}': no relay route at this URL; "
                 "check the stage and the path (`zappa status <stage>` prints the URL)")
     return f"HTTP {status}: not an answer of the relay; check the URL"
+
+
+class _Bearer:
+    """requests auth hook: the token as a Bearer header. Being an auth object
+    keeps requests from putting ~/.netrc credentials in its place."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, prepared):
+        prepared.headers["Authorization"] = f"Bearer {self.token}"
+        return prepared
 
 
 def _post(session, url, route, token, observables, timeout):
@@ -71,8 +97,7 @@ def _post(session, url, route, token, observables, timeout):
     started = time.perf_counter()
     try:
         response = session.post(f"{url}/{route}", json=payload, timeout=timeout,
-                                headers={"Authorization": f"Bearer {token}"},
-                                allow_redirects=False)
+                                auth=_Bearer(token), allow_redirects=False)
     except requests.Timeout:
         raise Fatal(f"{url} did not answer {route} within {timeout:g} s; hint: is the "
                     "Lambda's timeout too short, or the URL behind a firewall?") from None
@@ -130,7 +155,6 @@ def run(url, token, observables, out, err, minted=False, timeout=TIMEOUT, sessio
 
     url = url.rstrip("/")
     session = session or requests.Session()
-    session.trust_env = False   # no ~/.netrc: the token is the only credential
     rows = []
     try:
         for index, route in enumerate(ROUTES, 1):

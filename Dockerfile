@@ -9,7 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
     PORT=9090
 
 WORKDIR /app
-COPY requirements.txt requirements-container.txt ./
+COPY requirements-pins.txt requirements-container.txt ./
 RUN pip install -r requirements-container.txt
 # Root owns the code; the server runs as an unprivileged user that cannot change it.
 COPY app.py gunicorn.conf.py ./

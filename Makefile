@@ -10,11 +10,11 @@ PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/b
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-container.txt test-requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-pins.txt requirements-container.txt \
+	    test-requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt \
 	    -r requirements-container.txt -r test-requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 lint: venv

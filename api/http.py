@@ -255,7 +255,7 @@ _watchdog = _Watchdog()
 
 def max_upstream_bytes(ctx):
     """RELAY_MAX_UPSTREAM_BYTES: cap on one answer, on the wire and decoded."""
-    return ctx.settings.get_int("RELAY_MAX_UPSTREAM_BYTES", 16 * 1024 * 1024)
+    return ctx.settings.get_int("RELAY_MAX_UPSTREAM_BYTES", 8 * 1024 * 1024)
 
 
 def request(ctx, title, method, url, *, session_name=None, gate=None, params=None,

@@ -58,6 +58,10 @@ def parse_observables(data, settings):
             if item[name] == "":
                 raise InvalidArgumentError(
                     f"{_PREFIX} Item {index}: '{name}' may not be blank.")
+        if len(item["value"]) > settings.max_value_length:
+            raise InvalidArgumentError(
+                f"{_PREFIX} Item {index}: 'value' is longer than the relay's limit of "
+                f"{settings.max_value_length} characters (RELAY_MAX_VALUE_LENGTH).")
         observables.append({"type": item["type"], "value": item["value"]})
     return observables
 

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from flask import Blueprint, current_app, jsonify, request
 
-from api import auth, providers, telemetry
+from api import auth, providers, response_size, telemetry
 from api.context import RequestContext
 from api.errors import HealthCheckError, ProviderUnavailableError, RelayError
 from api.observables import parse_observables, parse_trigger, read_body, select
@@ -51,7 +51,7 @@ def envelope(data=None, errors=()):
             body["data"] = data
     else:
         body["data"] = data
-    return jsonify(body)
+    return response_size.response(body, Settings.from_env().max_response_bytes)
 
 
 def _audiences(provider_name, settings):

@@ -203,3 +203,13 @@ class Settings:
     @property
     def max_observables(self) -> int:
         return self.get_int("RELAY_MAX_OBSERVABLES", 1000)
+
+    @property
+    def max_value_length(self) -> int:
+        """Characters allowed in one observable value (the longest URLs fit)."""
+        return self.get_int("RELAY_MAX_VALUE_LENGTH", 2048)
+
+    @property
+    def max_response_bytes(self) -> int:
+        """Bytes of an answer as Lambda returns it; Lambda refuses over 6 MB."""
+        return self.get_int("RELAY_MAX_RESPONSE_BYTES", 5_000_000, maximum=6_000_000)

@@ -37,7 +37,7 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 
 def _fingerprint():
     digest = hashlib.sha256()
-    for name in ("requirements.txt", "pyproject.toml"):
+    for name in ("requirements.txt", "requirements-pins.txt", "pyproject.toml"):
         digest.update((REPO / name).read_bytes())
     digest.update(sys.version.encode())
     return digest.hexdigest()
@@ -48,8 +48,8 @@ def _path_tag():
 
 
 def ensure_lambda_venv():
-    """`.venv-lambda`: requirements.txt + the project (--no-deps -e .), reused
-    while requirements.txt and pyproject.toml are unchanged."""
+    """`.venv-lambda`: `pip install -r requirements.txt` alone (the pins and the
+    project, so the `jwt` command), reused while the requirements are unchanged."""
     stamp = LAMBDA_VENV / ".requirements.sha256"
     wanted = _fingerprint()
     lock_path = Path(tempfile.gettempdir()) / f"venv-lambda-{_path_tag()}.lock"
@@ -63,8 +63,7 @@ def ensure_lambda_venv():
                        check=True)
         pip = [str(LAMBDA_VENV / "bin" / "pip"), "install", "-q",
                "--disable-pip-version-check"]
-        subprocess.run(pip + ["-r", str(REPO / "requirements.txt")], check=True, cwd=REPO)
-        subprocess.run(pip + ["--no-deps", "-e", str(REPO)], check=True, cwd=REPO)
+        subprocess.run(pip + ["-r", "requirements.txt"], check=True, cwd=REPO)
         stamp.write_text(wanted)
     return LAMBDA_VENV
 

@@ -185,12 +185,13 @@ def test_gunicorn_stays_out_of_the_lambda_zip_requirements():
         return {re.split(r"[=<>\[ ;]", line.strip())[0].lower() for line in lines
                 if line.strip() and not line.startswith(("#", "-"))}
 
-    lambda_reqs, container_reqs = names("requirements.txt"), names("requirements-container.txt")
+    lambda_reqs = names("requirements-pins.txt")
+    container_reqs = names("requirements-container.txt")
     assert "gunicorn" not in lambda_reqs
     assert "gunicorn" in container_reqs
-    # Same runtime as the Lambda (pins from requirements.txt), less Zappa.
+    # Same runtime as the Lambda (pins from requirements-pins.txt), less Zappa.
     assert container_reqs - {"gunicorn"} == lambda_reqs - {"zappa"}
-    assert "-c requirements.txt" in (ROOT / "requirements-container.txt").read_text()
+    assert "-c requirements-pins.txt" in (ROOT / "requirements-container.txt").read_text()
 
 
 # --- GET / ------------------------------------------------------------------------------------

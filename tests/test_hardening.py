@@ -149,3 +149,87 @@ def test_deeply_nested_bodies_are_invalid_arguments(client, route):
     (error,) = response.get_json()["errors"]
     assert error["code"] == "invalid argument"
     assert error["message"] == "Invalid JSON payload received. The body is nested too deeply."
+
+
+# --- item 9: answers bounded like requests ------------------------------------------
+def test_values_over_the_length_limit_are_refused(client, use_emulator, relay_env):
+    emulator = use_emulator("otx")
+    auth = bearer(load_emulator("otx").CLAIMS)
+    long_url = "http://example.com/" + "a" * 2029
+    assert len(long_url) == 2048
+    body = client.post("/otx/deliberate/observables", json=[{"type": "url", "value": long_url}],
+                       headers=auth).get_json()
+    assert "errors" not in body
+    body = client.post("/otx/deliberate/observables",
+                       json=[{"type": "ip", "value": "1.1.1.1"},
+                             {"type": "url", "value": long_url + "b"}], headers=auth).get_json()
+    assert body == {"errors": [{
+        "type": "fatal", "code": "invalid argument",
+        "message": "Invalid JSON payload received. Item 1: 'value' is longer than the relay's "
+                   "limit of 2048 characters (RELAY_MAX_VALUE_LENGTH)."}]}
+    relay_env.setenv("RELAY_MAX_VALUE_LENGTH", "10")
+    body = client.post("/otx/refer/observables", json=[{"type": "ip", "value": "192.0.2.100"}],
+                       headers=auth).get_json()
+    assert body["errors"][0]["code"] == "invalid argument"
+    assert emulator.calls == 1
+
+
+def _heavy_general(pulses=10):
+    """An OTX general section with `pulses` pulses of maximal text."""
+    return {"pulse_info": {"count": pulses, "pulses": [{
+        "id": f"{n:024x}", "name": "N" * 1024, "description": "D" * 5000,
+        "created": "2024-01-01T00:00:00", "modified": "2024-01-01T00:00:00",
+        "is_modified": False, "tags": [f"tag{n}-{t}" for t in range(20)]}
+        for n in range(pulses)]}}
+
+
+def test_answers_over_the_response_limit_keep_their_verdicts(client, use_emulator, relay_env):
+    from api import response_size
+
+    emulator = use_emulator("otx")
+    values = [f"198.18.7.{n}" for n in range(30)]
+    emulator.options["body"] = {value: _heavy_general() for value in values}
+    relay_env.setenv("RELAY_MAX_RESPONSE_BYTES", "400000")
+    observables = [{"type": "ip", "value": value} for value in values]
+    response = client.post("/otx/observe/observables", json=observables,
+                           headers=bearer(load_emulator("otx").CLAIMS))
+    text = response.get_data(as_text=True)
+    assert response_size.lambda_size(text) <= 400000
+    body = response.get_json()
+    (error,) = body["errors"]
+    assert error["code"] == "response too large"
+    assert "relationships, sightings and indicators were left out" in error["message"]
+    assert body["data"]["verdicts"]["count"] == 30
+    assert body["data"]["judgements"]["count"] == 30
+    assert "relationships" not in body["data"]
+    # Untrimmed, the same request is far larger.
+    relay_env.setenv("RELAY_MAX_RESPONSE_BYTES", "6000000")
+    full = client.post("/otx/observe/observables", json=observables,
+                       headers=bearer(load_emulator("otx").CLAIMS))
+    assert "errors" not in full.get_json()
+    assert response_size.lambda_size(full.get_data(as_text=True)) > 3 * 400000
+
+
+def test_the_default_limit_is_under_lambdas(app):
+    from api import response_size
+    from api.settings import Settings
+
+    limit = Settings.from_env({}).max_response_bytes
+    assert limit <= 6 * 1024 * 1024 - 200 * 1024   # room for status and headers
+    doc = {"id": "x", "description": '"quoted" \\ ' * 500}
+    big = {"data": {"verdicts": {"count": 1, "docs": [doc]},
+                    "sightings": {"count": 2000, "docs": [doc] * 2000}}}
+    with app.app_context():
+        text = response_size.fit(big, limit)
+        assert response_size.lambda_size(text) <= limit
+        assert '"response too large"' in text
+        huge_verdicts = {"data": {"verdicts": {"count": 2000, "docs": [doc] * 2000}}}
+        assert json_errors(response_size.fit(huge_verdicts, limit)) == ["response too large"]
+
+
+def json_errors(text):
+    import json
+
+    body = json.loads(text)
+    assert "data" not in body
+    return [e["code"] for e in body["errors"]]

@@ -238,3 +238,9 @@ def test_lambda_without_secret_key(relay, misp, relay_env):
 ])
 def test_auth_hints(message, hint):
     assert hint in check.auth_hint(message, minted=False)
+
+
+def test_default_observables_are_the_repository_list(relay, misp, capsys):
+    assert check.main([f"{relay}/misp", "--token", make_token(misp.module.CLAIMS),
+                       "--timeout", "10"]) == 0
+    assert "OK: 6 routes" in capsys.readouterr().out

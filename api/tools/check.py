@@ -20,7 +20,10 @@ from api.tools.cli import CliError, load_json, mint
 
 ROUTES = ("version", "health", "deliberate/observables", "observe/observables",
           "refer/observables", "respond/observables")
+# The repository's list; from an installed package, ./observables.json.
 DEFAULT_OBSERVABLES = pathlib.Path(__file__).resolve().parents[2] / "observables.json"
+if not DEFAULT_OBSERVABLES.is_file():  # pragma: no cover - installed without the repository
+    DEFAULT_OBSERVABLES = pathlib.Path("observables.json")
 # API Gateway gives up after 29 s; a little more so that its 504 is what we see.
 TIMEOUT = 32.0
 

@@ -23,7 +23,7 @@ import time
 import requests
 
 from api.tools import cli
-from tests import bench_auth, bench_container, bench_ops
+from tests import bench_auth, bench_container, bench_misp, bench_ops
 from tests.ctim_check import ROOT
 from tests.emulators import base
 from tests.relay_server import cpu_seconds, spawn
@@ -217,6 +217,7 @@ def main():
     bench_auth.run(report.target)
     bench_ops.run(report.target)
     bench_container.run(report.target)
+    bench_misp.run(report.target)
     return report.finish()
 
 

@@ -11,6 +11,7 @@ import requests
 
 from api import providers
 from api.tools import cli
+from tests import demo_misp
 from tests.ctim_check import ROOT, check
 from tests.emulators import base
 from tests.relay_server import spawn
@@ -86,6 +87,7 @@ def main():
                 print(f"  error: {error['code']}: {error['message']}")
             print(f"refer: {len(answers['refer/observables'].get('data', []))} links, "
                   f"upstream calls: {answers['refer/observables calls']}")
+        invalid += demo_misp.show(relay, emulators["misp"], secret) if "misp" in emulators else 0
     finally:
         process.terminate()
         process.wait(5)

@@ -244,3 +244,15 @@ def test_default_observables_are_the_repository_list(relay, misp, capsys):
     assert check.main([f"{relay}/misp", "--token", make_token(misp.module.CLAIMS),
                        "--timeout", "10"]) == 0
     assert "OK: 6 routes" in capsys.readouterr().out
+
+
+def test_partial_data_with_errors_is_reported(relay, use_emulator):
+    """One observable's upstream call fails: data for the others, the error
+    listed, exit non-zero."""
+    emulator = use_emulator("cyberprotect")
+    emulator.fail["login-verify.example.net"] = 503
+    status, out, _ = run(f"{relay}/cyberprotect", make_token({}), OBSERVABLES[:2])
+    assert status == 1
+    observe = next(line for line in out.splitlines() if line.startswith("observe/"))
+    assert "verdicts 1" in observe and observe.split()[4] == "1"  # one problem
+    assert "service unavailable" in out and "login-verify.example.net" in out

@@ -574,3 +574,21 @@ def test_misp_down_is_one_error_not_one_per_call(client, misp):
     answer = ask(client, ["198.51.100.23"])
     assert misp.calls == 2
     assert [e["code"] for e in answer.errors()] == ["service unavailable"]
+
+
+def test_odd_decay_scores_never_break_the_mapping():
+    scores = [float("nan"), "inf", -5, "x", True, None, {"score": 1}]
+    event = {"uuid": "u-1", "threat_level_id": "1", "Attribute": [{
+        "value": "203.0.113.1",
+        "decay_score": [{"score": s, "decayed": False} for s in scores] + [None]}]}
+    attribute = mapping.parse_events([event])[0][0]["attributes"][0]
+    assert [d["score"] for d in attribute["decay"]] == [-5.0]
+    assert mapping._band(-5.0) == "Low"
+    assert _verdict([event], mapping.Policy(decaying_model=1))[0] == "Malicious"
+
+
+def test_slow_misp_is_one_timeout_error(client, misp, relay_env):
+    relay_env.setenv("RELAY_HTTP_TIMEOUT", "0.3")
+    misp.latency = 0.8
+    answer = ask(client, ["198.51.100.23"])
+    assert [e["code"] for e in answer.errors()] == ["request timeout"]

@@ -17,6 +17,7 @@ sighting, the event's indicator (one per event per response) and the
 relationships sighting →sighting-of→ indicator, judgement →element-of→
 indicator.
 """
+import math
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Optional
@@ -166,8 +167,9 @@ def _decay(attribute):
                 score = float(score)
             except ValueError:
                 continue
-        if not isinstance(score, (int, float)) or isinstance(score, bool):
-            continue
+        if not isinstance(score, (int, float)) or isinstance(score, bool) \
+                or not math.isfinite(score):
+            continue                      # JSON NaN/Infinity parse in Python: not a score
         model = entry.get("DecayingModel")
         model = model if isinstance(model, dict) else {}
         result.append({"score": float(score), "decayed": entry.get("decayed") is True,
@@ -338,7 +340,7 @@ def _decay_score(attribute, policy):
 
 
 def _band(score):
-    return next(name for low, name in DECAY_BANDS if score >= low)
+    return next((name for low, name in DECAY_BANDS if score >= low), DECAY_BANDS[-1][1])
 
 
 def decide(attribute, event, lists, policy):

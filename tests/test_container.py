@@ -327,7 +327,8 @@ def test_deadline_and_body_cap_hold_under_concurrency(emulators, tmp_path):
             answers = list(pool.map(slow, range(20)))
         for seconds, response in answers:
             body = valid_json("/observe/observables", response, observables)
-            assert [e["code"] for e in body["errors"]] == ["request timeout"], body
+            # One per upstream call still out (MISP: restSearch, warninglists).
+            assert {e["code"] for e in body["errors"]} == {"request timeout"}, body
             assert seconds < 3.5, "the deadline did not hold"
         misp.latency = 0.0
 

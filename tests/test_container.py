@@ -407,7 +407,7 @@ def test_shared_state_is_created_once_under_threads():
     from api.context import RequestContext
     from api.settings import Settings
 
-    sessions = _at_once(lambda: http.session("race-test"))
+    sessions = _at_once(lambda: http.pool("race-test", "http://127.0.0.1:1"))
     assert len({id(s) for s in sessions}) == 1
     ctx = RequestContext(provider="MISP", settings=Settings.from_env(),
                          claims={"key": "k"}, entities_limit=1,

@@ -85,6 +85,12 @@ class RequestContext:
     def remaining(self):
         return self.deadline - time.monotonic()
 
+    def late_error(self):
+        """The error of work still running at the deadline (one text for all)."""
+        return RequestTimeoutError(
+            f"no answer from {self.provider} within the relay's "
+            f"{self.settings.deadline:g} s deadline")
+
     def timeout(self):
         """Timeout for the next upstream call: per-call limit, within the deadline."""
         remaining = self.remaining()

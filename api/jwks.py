@@ -140,8 +140,9 @@ def _parse(body):
 def _fetch(ctx, host):
     url = f"https://{host}/.well-known/jwks"
     try:
+        # http.request never follows a redirect: a 3xx raises.
         response = http.request(ctx, TITLE, "GET", url, session_name="jwks",
-                                allow_redirects=False, verify=ca_bundle(ctx.settings),
+                                verify=ca_bundle(ctx.settings),
                                 timeout=min(ctx.timeout(), FETCH_TIMEOUT))
         if response.status_code != 200:
             raise JwksUnavailable(f"HTTP {response.status_code}")

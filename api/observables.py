@@ -58,10 +58,7 @@ def parse_observables(data, settings):
             if item[name] == "":
                 raise InvalidArgumentError(
                     f"{_PREFIX} Item {index}: '{name}' may not be blank.")
-        if len(item["value"]) > settings.max_value_length:
-            raise InvalidArgumentError(
-                f"{_PREFIX} Item {index}: 'value' is longer than the relay's limit of "
-                f"{settings.max_value_length} characters (RELAY_MAX_VALUE_LENGTH).")
+        _check_length(item["value"], f"Item {index}: 'value'", settings)
         observables.append({"type": item["type"], "value": item["value"]})
     return observables
 
@@ -80,7 +77,14 @@ def select(observables, provider):
     return result
 
 
-def parse_trigger(data):
+def _check_length(value, what, settings):
+    if len(value) > settings.max_value_length:
+        raise InvalidArgumentError(
+            f"{_PREFIX} {what} is longer than the relay's limit of "
+            f"{settings.max_value_length} characters (RELAY_MAX_VALUE_LENGTH).")
+
+
+def parse_trigger(data, settings):
     """The respond/trigger body: action-id, observable_type/_value plus extras."""
     payload = _load(data)
     if not isinstance(payload, dict):
@@ -90,4 +94,5 @@ def parse_trigger(data):
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(
                 f"{_PREFIX} '{name}' must be a non-blank string.")
+    _check_length(payload["observable_value"], "'observable_value'", settings)
     return payload

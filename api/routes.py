@@ -137,7 +137,7 @@ def respond_trigger(provider=None):
     try:
         provider_obj, ctx = _context(provider, settings)
         telemetry.note(ctx=ctx)
-        params = parse_trigger(read_body(request, settings))
+        params = parse_trigger(read_body(request, settings), settings)
         if not provider_obj.supports("respond"):
             raise RelayError(
                 f"{provider_obj.title} offers no response action "

@@ -398,10 +398,14 @@ class Context:
         return 28000
 
 events = json.load(sys.stdin)
-results = [handler.lambda_handler(event, Context()) for event in events]
+results, seconds = [], []
+for event in events:
+    begun = time.perf_counter()
+    results.append(handler.lambda_handler(event, Context()))
+    seconds.append(time.perf_counter() - begun)
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and m.__file__.startswith(sys.argv[2])})
-json.dump({"results": results, "import_seconds": imported,
+json.dump({"results": results, "import_seconds": imported, "seconds": seconds,
            "modules": sorted({name.split(".")[0] for name in sys.modules}),
            "task_files": outside}, sys.stdout)
 """

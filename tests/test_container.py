@@ -327,7 +327,8 @@ def test_deadline_and_body_cap_hold_under_concurrency(emulators, tmp_path):
             answers = list(pool.map(slow, range(20)))
         for seconds, response in answers:
             body = valid_json("/observe/observables", response, observables)
-            assert [e["code"] for e in body["errors"]] == ["request timeout"], body
+            # One per upstream call still out (MISP: restSearch, warninglists).
+            assert {e["code"] for e in body["errors"]} == {"request timeout"}, body
             assert seconds < 3.5, "the deadline did not hold"
         misp.latency = 0.0
 
@@ -406,7 +407,7 @@ def test_shared_state_is_created_once_under_threads():
     from api.context import RequestContext
     from api.settings import Settings
 
-    sessions = _at_once(lambda: http.session("race-test"))
+    sessions = _at_once(lambda: http.pool("race-test", "http://127.0.0.1:1"))
     assert len({id(s) for s in sessions}) == 1
     ctx = RequestContext(provider="MISP", settings=Settings.from_env(),
                          claims={"key": "k"}, entities_limit=1,

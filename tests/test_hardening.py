@@ -233,3 +233,15 @@ def json_errors(text):
     body = json.loads(text)
     assert "data" not in body
     return [e["code"] for e in body["errors"]]
+
+
+def test_trigger_values_over_the_length_limit_are_refused(client, use_emulator):
+    emulator = use_emulator("pulsedive")
+    body = client.post("/pulsedive/respond/trigger", json={
+        "action-id": "pulsedive-scan", "observable_type": "domain",
+        "observable_value": "a" * 2045 + ".com"}, headers=bearer(load_emulator("pulsedive").CLAIMS))
+    assert body.get_json() == {"data": {"status": "failure"}, "errors": [{
+        "type": "fatal", "code": "invalid argument",
+        "message": "Invalid JSON payload received. 'observable_value' is longer than the "
+                   "relay's limit of 2048 characters (RELAY_MAX_VALUE_LENGTH)."}]}
+    assert emulator.calls == 0

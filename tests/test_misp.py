@@ -425,6 +425,6 @@ def test_misp_sessions_are_reused_across_requests(client, misp):
     from api import http
 
     client.post("/health", headers=auth())
-    first = http._sessions["misp"]
+    (first,) = [pool for key, pool in http._pools.items() if key[0] == "misp"]
     client.post("/health", headers=auth())
-    assert http._sessions["misp"] is first
+    assert [pool for key, pool in http._pools.items() if key[0] == "misp"] == [first]

@@ -310,8 +310,6 @@ def test_no_secret_in_the_deployed_handlers_output(handler_output):
     assert not _leaking(secrets, own)
 
 
-@pytest.mark.xfail(strict=True, reason="urllib3's WARNING lines (Retrying..., Failed to parse "
-                   "headers (url=...)) quote request URLs with Pulsedive's key: branch http")
 def test_no_secret_in_transport_log_lines(handler_output):
     secrets, lines = handler_output
     transport = [line for line in lines if any(m in line for m in TRANSPORT_MARKERS)]

@@ -61,7 +61,7 @@ def _raise_for_status(response):
     if status == 429:
         raise TooManyRequestsError(f"MISP rate limit exceeded{suffix}")
     if status == 404:
-        raise NotFoundError(f"MISP answered 404 for {response.request.path_url.split('?')[0]}"
+        raise NotFoundError(f"MISP answered 404 for {response.path}"
                             " - check API_URL")
     if status >= 500:
         raise ServiceUnavailableError(f"MISP answered HTTP {status}{suffix}")

@@ -47,20 +47,6 @@ def _raise_for_status(response, missing_ok):
     raise UnexpectedResponseError(f"AlienVault OTX answered HTTP {status}")
 
 
-class _ApiKey:
-    """requests auth hook adding `X-OTX-API-KEY`.
-
-    Being an auth object also spares requests its ~/.netrc lookup per call.
-    """
-
-    def __init__(self, key):
-        self.key = key
-
-    def __call__(self, prepared):
-        prepared.headers["X-OTX-API-KEY"] = self.key
-        return prepared
-
-
 def get(ctx, path, params=None, missing_ok=True):
     """GET `{base}/api/v1/{path}`: the JSON object, or None for 400/404.
 
@@ -72,7 +58,7 @@ def get(ctx, path, params=None, missing_ok=True):
     response = http.request(
         ctx, TITLE, "GET", url, session_name="otx", params=params,
         gate=http.RateGate.for_credential("otx", ctx),
-        auth=_ApiKey(ctx.key), headers={"Accept": "application/json"})
+        headers={"X-OTX-API-KEY": ctx.key, "Accept": "application/json"})
     _raise_for_status(response, missing_ok)
     if response.status_code != 200:
         return None

@@ -10,9 +10,9 @@ and never cost a pulse: without its row the sighting keeps the pulse's date.
 """
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
-from api import ctim
+from api import ctim, engine
 from api.bundle import Bundle
 from api.errors import RelayError
 from api.providers.base import Provider, refer_item
@@ -132,9 +132,10 @@ class OtxProvider(Provider):
 class PulseLookups:
     """Pulse indicator pages read for one request, each at most once.
 
-    Page reads run on one small pool per request (at most RELAY_CONCURRENCY
-    at once); an observable waits for its pulses' pages in its own thread,
-    so observables sharing a pulse share its pages.
+    Page reads run on the engine's process-wide threads (at most
+    RELAY_CONCURRENCY at once per request); an observable waits for its
+    pulses' pages in its own thread, so observables sharing a pulse share
+    its pages.
     """
 
     def __init__(self, ctx):
@@ -144,19 +145,17 @@ class PulseLookups:
         self.max_pages = get("OTX_PULSE_PAGES", 1, maximum=10)
         self.page_size = get("OTX_PULSE_PAGE_SIZE", 1000, maximum=10000)
         self._pages = {}
-        self._pool = None
+        self._slots = threading.BoundedSemaphore(ctx.settings.concurrency)
         self._closed = False
         self._lock = threading.Lock()
 
     def close(self):
-        """Stop reading: late pages end on their own per-call timeouts."""
+        """Stop reading: late pages end by the transport's deadline."""
         with self._lock:
             self._closed = True
-            pool, pages = self._pool, list(self._pages.values())
+            pages = list(self._pages.values())
         for future in pages:
             future.cancel()  # only pages no thread has started yet
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
 
     def entries(self, observable, pulses):
         """{pulse id: the observable's row} for the first pulses it can look up."""
@@ -194,24 +193,18 @@ class PulseLookups:
             if future is not None:
                 return future
             future = self._pages[key] = Future()
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.ctx.settings.concurrency,
-                                                thread_name_prefix="otx-pulse")
-            pool = self._pool
         # Submitting may start a thread: done outside the lock.
-        try:
-            pool.submit(self._fill, future, pulse_id, number)
-        except RuntimeError:  # closed meanwhile
-            future.cancel()
+        engine.executor().submit(self._fill, future, pulse_id, number)
         return future
 
     def _fill(self, future, pulse_id, number):
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(self._read(pulse_id, number))
-        except Exception as error:  # kept for the waiters; see _result
-            future.set_exception(error)
+        with self._slots:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(self._read(pulse_id, number))
+            except Exception as error:  # kept for the waiters; see _result
+                future.set_exception(error)
 
     def _read(self, pulse_id, number):
         page = client.pulse_indicators(self.ctx, pulse_id, number, self.page_size)

@@ -1,5 +1,4 @@
 """Per-request state, passed down explicitly (never kept in module globals)."""
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,12 +74,6 @@ class RequestContext:
     def key(self):
         """The provider credential from the JWT (`key` claim), if any."""
         return self.claims.get("key")
-
-    @property
-    def credential_id(self):
-        """A short, non-reversible tag of the credential for rate-limit state."""
-        raw = "|".join(f"{k}={v}" for k, v in sorted(self.claims.items()))
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def remaining(self):
         return self.deadline - time.monotonic()

@@ -31,8 +31,7 @@ from types import SimpleNamespace
 from urllib.parse import urlencode, urlsplit
 
 from api.errors import (InvalidArgumentError, RelayError, RequestTimeoutError,
-                        ServiceUnavailableError, TooManyRequestsError,
-                        UnexpectedResponseError)
+                        ServiceUnavailableError, UnexpectedResponseError)
 from api.version import VERSION
 
 USER_AGENT = f"tr-intel-relay/{VERSION} (+Cisco XDR relay)"
@@ -52,7 +51,6 @@ MAX_POOLS = 64
 MAX_CONNECTIONS = 64    # kept per pool; more may run at once, the rest are closed
 _pools = {}
 _urllib3 = None    # see _lib()
-_gates = {}
 _lock = threading.Lock()
 _current = threading.local()   # the upstream call running in this thread
 
@@ -429,67 +427,7 @@ def json_body(response, title):
             "not JSON") from None
 
 
-def retry_after(response, default=None):
-    """Seconds from a `Retry-After` header (delta-seconds form), or default."""
-    value = response.headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0)
-    except (TypeError, ValueError):
-        return default
-
-
-class RateGate:
-    """Rate-limit state of one (provider, credential) pair.
-
-    `block(seconds)` closes the gate; `wait()` then either sleeps out a short
-    closure that fits in the request's deadline or fails fast with
-    `too many requests`, so a limited key stops hammering the provider.
-    """
-
-    max_sleep = 1.5
-
-    def __init__(self):
-        self._until = 0.0
-        self._message = ""
-        self._lock = threading.Lock()
-
-    @classmethod
-    def for_credential(cls, provider, ctx):
-        key = (provider, ctx.credential_id)
-        with _lock:
-            gate = _gates.get(key)
-            if gate is None:
-                gate = _gates[key] = cls()
-            return gate
-
-    def block(self, seconds, message):
-        with self._lock:
-            until = time.monotonic() + seconds
-            if until > self._until:
-                self._until = until
-                self._message = message
-
-    def blocked_for(self):
-        return max(self._until - time.monotonic(), 0.0)
-
-    def wait(self, ctx, title):
-        pause = self.blocked_for()
-        if not pause:
-            return
-        if pause <= self.max_sleep and pause < ctx.remaining() - 0.1:
-            time.sleep(pause)
-            return
-        raise TooManyRequestsError(
-            self._message or f"{title} rate limit reached; retry in {pause:.0f} s")
-
-    def observe(self, response):
-        """Hook for subclasses that read quota headers; 429 closes the gate."""
-        if response.status_code == 429:
-            self.block(retry_after(response, 60.0), "")
-
-
 def reset_state():
-    """Forget connection pools and rate-limit state (tests, emulator restarts)."""
+    """Forget connection pools (tests, emulator restarts)."""
     with _lock:
         _close_pools()
-        _gates.clear()

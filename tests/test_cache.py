@@ -264,6 +264,12 @@ def context(ttl="300", **claims):
     return RequestContext(provider="Test", settings=settings, claims=claims)
 
 
+def test_no_shared_tier_without_the_secret_that_keys_credentials():
+    env = {"RELAY_CACHE_TABLE": "relay-cache", "RELAY_CACHE_TTL": "300"}
+    ctx = RequestContext("Test", Settings.from_env(env), claims={"key": "k"})
+    assert cache.shared(ctx) is None
+
+
 def test_fetch_counts_hits_and_stores_nothing_on_error():
     ctx = context(key="k")
     calls = []

@@ -72,13 +72,6 @@ def test_context_timeout_never_exceeds_the_deadline():
         expired.timeout()
 
 
-def test_credential_id_hides_the_credential():
-    ctx = RequestContext("Test", Settings.from_env({}), claims={"key": "super-secret"})
-    assert "super-secret" not in ctx.credential_id
-    other = RequestContext("Test", Settings.from_env({}), claims={"key": "other"})
-    assert ctx.credential_id != other.credential_id
-
-
 class FakeResponse:
     def __init__(self, status, headers=None, text="{}"):
         self.status_code = status

@@ -275,9 +275,12 @@ def test_refer_detail_link_from_an_iid_learned_in_observe(client, emu):
     assert refs[detail]["url"].endswith("iid=91005")
     assert "ref-pulsedive-detail-ip-192.0.2.200" not in refs
     assert "ref-pulsedive-detail-domain-login-verify.example.net" not in refs
-    # Another credential does not see what this one looked up.
-    other = post(client, "/refer/observables", [IP], claims=dict(KEY, tenant="b"))
+    # Another API key does not see what this one looked up; the same key in
+    # another token (other iat or module settings) does.
+    other = post(client, "/refer/observables", [IP], claims={"key": "another-tenant-key"})
     assert [ref["id"] for ref in other["data"]] == ["ref-pulsedive-search-ip-198.51.100.23"]
+    same = post(client, "/refer/observables", [IP], claims=dict(KEY, iat=1, tenant="b"))
+    assert "ref-pulsedive-detail-ip-198.51.100.23" in [ref["id"] for ref in same["data"]]
 
 
 def test_refer_ui_url_setting(client, emu, relay_env):

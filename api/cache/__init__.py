@@ -42,9 +42,13 @@ def memory(ctx=None):
 
 
 def shared(ctx):
-    """The DynamoDB tier when RELAY_CACHE_TABLE is set and reachable, else None."""
+    """The DynamoDB tier when RELAY_CACHE_TABLE is set and reachable, else None.
+
+    Not without SECRET_KEY (an RS256-only deployment): it keys the HMAC that
+    keeps credentials out of the table, so the relay keeps to its memory.
+    """
     name = ctx.settings.get_str("RELAY_CACHE_TABLE")
-    if not name:
+    if not name or not ctx.settings.secret_key:
         return None
     from api.cache import dynamo
 

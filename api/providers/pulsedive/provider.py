@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from api import ctim
 from api.bundle import Bundle
+from api.cache import keys
 from api.errors import InvalidArgumentError, RelayError
 from api.providers.base import Provider
 from api.providers.pulsedive import client, mapping
@@ -99,7 +100,7 @@ class PulsediveProvider(Provider):
         references = []
         for observable in observables:
             references.append(mapping.search_reference(observable, ui_url))
-            iid = self.iids.get(ctx.credential_id, observable)
+            iid = self.iids.get(keys.credential_tag(ctx, self.name), observable)
             if iid is not None:
                 references.append(mapping.detail_reference(observable, iid, ui_url))
         return references
@@ -139,7 +140,7 @@ class PulsediveProvider(Provider):
         if info is not None:
             mapping.check(info)
             if info.get("iid") not in (None, ""):
-                self.iids.put(ctx.credential_id, observable, info["iid"])
+                self.iids.put(keys.credential_tag(ctx, self.name), observable, info["iid"])
         return info
 
     def _active_dns(self, ctx, observable, info):

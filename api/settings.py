@@ -20,7 +20,12 @@ from api.errors import InvalidArgumentError
 
 DEFAULT_ENTITIES_LIMIT = 100
 # Relay-wide settings a module's token may set for itself (providers add theirs).
-MODULE_SETTINGS = ()
+MODULE_SETTINGS = ("RELAY_CACHE_TTL",)
+# What each of them means, for module types and docs.
+MODULE_SETTING_HELP = {
+    "RELAY_CACHE_TTL": "seconds an upstream answer is reused for this module's key "
+                       "(0 = no cache)",
+}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 from flask.testing import FlaskClient
 
-from api import http, jwks
+from api import cache, http, jwks, ratelimit
 from tests import ctim_check
 from tests.emulators import base as emulator_base
 
@@ -26,7 +26,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 RELAY_VARS = ("SECRET_KEY", "API_URL", "CTR_ENTITIES_LIMIT", "RELAY_PROVIDER",
               "RELAY_HTTP_TIMEOUT", "RELAY_DEADLINE", "RELAY_CONCURRENCY",
               "RELAY_MAX_BODY_BYTES", "RELAY_MAX_OBSERVABLES", "RELAY_JWKS_HOSTS",
-              "RELAY_PUBLIC_URLS", "RELAY_MAX_VALUE_LENGTH", "RELAY_MAX_RESPONSE_BYTES")
+              "RELAY_PUBLIC_URLS", "RELAY_MAX_VALUE_LENGTH", "RELAY_MAX_RESPONSE_BYTES",
+              "RELAY_CACHE_TTL", "RELAY_CACHE_BYTES", "RELAY_CACHE_TABLE")
 
 
 class ValidatingClient(FlaskClient):
@@ -56,8 +57,12 @@ def relay_env(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", SECRET)
     http.reset_state()
     jwks.reset()
+    ratelimit.reset()
+    cache.reset()
     yield monkeypatch
     http.reset_state()
+    ratelimit.reset()
+    cache.reset()
 
 
 @pytest.fixture(scope="session")

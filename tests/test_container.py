@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from api import http, providers
+from api import http, providers, ratelimit
 from api.tools import healthcheck
 from api.version import NAME, VERSION
 from tests import ctim_check
@@ -412,7 +412,7 @@ def test_shared_state_is_created_once_under_threads():
     ctx = RequestContext(provider="MISP", settings=Settings.from_env(),
                          claims={"key": "k"}, entities_limit=1,
                          deadline=time.monotonic() + 5)
-    gates = _at_once(lambda: http.RateGate.for_credential("race-test", ctx))
+    gates = _at_once(lambda: ratelimit.RateGate.for_credential("race-test", ctx))
     assert len({id(g) for g in gates}) == 1
     loaded = _at_once(lambda: providers.get("otx"))
     assert len({id(p) for p in loaded}) == 1

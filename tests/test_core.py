@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from api import ctim, engine, http
+from api import ctim, engine, http, ratelimit
 from api.bundle import Bundle
 from api.context import RequestContext
 from api.errors import (InvalidArgumentError, RequestTimeoutError, ServiceUnavailableError,
-                        TooManyRequestsError, UnexpectedResponseError)
+                        UnexpectedResponseError)
 from api.settings import Settings, parse_entities_limit
 
 
@@ -91,32 +91,9 @@ class FakeResponse:
         return json.loads(self._text)
 
 
-def test_rate_gate_blocks_after_429_and_fails_fast():
-    gate = http.RateGate()
-    gate.observe(FakeResponse(429, {"Retry-After": "30"}))
-    assert 29 < gate.blocked_for() <= 30
-    with pytest.raises(TooManyRequestsError):
-        gate.wait(context(), "Test")
-
-
-def test_rate_gate_sleeps_out_a_short_block():
-    gate = http.RateGate()
-    gate.block(0.2, "slow down")
-    started = time.monotonic()
-    gate.wait(context(), "Test")
-    assert 0.15 < time.monotonic() - started < 1.0
-
-
-def test_rate_gate_is_per_credential():
-    a = RequestContext("T", Settings.from_env({}), claims={"key": "a"})
-    b = RequestContext("T", Settings.from_env({}), claims={"key": "b"})
-    assert http.RateGate.for_credential("p", a) is http.RateGate.for_credential("p", a)
-    assert http.RateGate.for_credential("p", a) is not http.RateGate.for_credential("p", b)
-
-
 def test_retry_after_and_json_body():
-    assert http.retry_after(FakeResponse(429, {"Retry-After": "12"})) == 12.0
-    assert http.retry_after(FakeResponse(429, {"Retry-After": "soon"}), 5) == 5
+    assert ratelimit.retry_after(FakeResponse(429, {"Retry-After": "12"})) == 12.0
+    assert ratelimit.retry_after(FakeResponse(429, {"Retry-After": "soon"}), 5) == 5
     with pytest.raises(UnexpectedResponseError, match="not JSON"):
         http.json_body(FakeResponse(200, text="<html>"), "Test")
 

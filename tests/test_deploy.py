@@ -138,7 +138,8 @@ def _howto_commands(verb):
 # aws/HOWTO.md step 2's placeholders -> this deployment's values.
 PLACEHOLDERS = {"<ACCOUNT_ID>": L.ACCOUNT_ID, "<REGION>": REGION,
                 "<FUNCTION_NAME>": FUNCTION, "<BUCKET>": SETTINGS["s3_bucket"],
-                "<VPC_ID>": "vpc-0a1b2c3d4e5f67890"}   # HOWTO step 7 (stage `vpc`)
+                "<VPC_ID>": "vpc-0a1b2c3d4e5f67890",   # HOWTO step 7 (stage `vpc`)
+                "<CACHE_TABLE>": "tr-intel-relay-cache"}   # aws/DynamoDB.md
 
 
 def _filled(name):

@@ -385,7 +385,8 @@ def test_at_most_two_calls_with_every_setting_on(client, misp):
     values = [o["value"] for o in emulator_data.observables(100)] + list(TYPES)
     settings = {"MISP_IDS_ONLY": True, "MISP_PUBLISHED_ONLY": True, "MISP_LOOKBACK_DAYS": 3650,
                 "MISP_EXCLUDED_ORGS": "x", "MISP_TRUSTED_ORGS": "CIRCL Demo CERT",
-                "MISP_MALICIOUS_TAGS": ACTIVE, "MISP_DECAYING_MODEL": 1}
+                "MISP_MALICIOUS_TAGS": ACTIVE, "MISP_DECAYING_MODEL": 1,
+                "RELAY_CACHE_TTL": 0}   # each route asks MISP itself here
     for route in ("observe", "deliberate"):
         misp.reset()
         answer = ask(client, values, settings, route=route)

@@ -147,6 +147,7 @@ def test_failing_pulse_lookup_keeps_every_pulse(client, otx):
 
 
 def test_pulse_pages_are_bounded(client, otx, relay_env):
+    relay_env.setenv("RELAY_CACHE_TTL", "0")   # every lookup goes upstream here
     relay_env.setenv("OTX_PULSE_PAGE_SIZE", "10")
     relay_env.setenv("OTX_PULSE_PAGES", "3")
     body = post(client, "observe/observables", [IP])
@@ -165,6 +166,7 @@ def test_pulse_pages_are_bounded(client, otx, relay_env):
 
 
 def test_pulse_lookups_per_observable_are_capped(client, otx, relay_env):
+    relay_env.setenv("RELAY_CACHE_TTL", "0")   # every lookup goes upstream here
     relay_env.setenv("OTX_PULSE_LOOKUPS", "1")
     body = post(client, "observe/observables", [IP])
     assert [r["path"] for r in pulse_calls(otx)] == [
@@ -225,7 +227,8 @@ def test_timeout_keeps_the_others(client, otx, relay_env):
     assert not by_observable(body, "sightings", IP)
 
 
-def test_rate_limit_is_too_many_requests(client, otx):
+def test_rate_limit_is_too_many_requests(client, otx, relay_env):
+    relay_env.setenv("RELAY_CACHE_TTL", "0")   # every lookup goes upstream here
     otx.fail = {IP["value"]: 429}
     otx.options["delay"] = {IP["value"]: 0.3}  # the domain's answers come first
     body = post(client, "observe/observables", [IP, DOMAIN])

@@ -17,8 +17,9 @@ KEY = emulator_module.CLAIMS
 
 
 @pytest.fixture
-def emu(use_emulator):
+def emu(use_emulator, relay_env):
     PROVIDER.iids.clear()
+    relay_env.setenv("RELAY_CACHE_TTL", "0")   # every lookup goes upstream here
     return use_emulator("pulsedive")
 
 

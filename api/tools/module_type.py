@@ -19,7 +19,7 @@ from pathlib import Path
 
 from api import providers
 from api.auth import MIN_SECRET_BYTES
-from api.settings import MODULE_SETTINGS
+from api.settings import MODULE_SETTING_HELP, MODULE_SETTINGS
 
 URL_PLACEHOLDER = "https://<API_ID>.execute-api.<AWS_REGION>.amazonaws.com/dev"
 DEFAULT_OUT = "modules"
@@ -59,7 +59,8 @@ def configuration_spec(provider):
              "label": provider.claim_prompts.get(claim, claim), "required": True}
             for claim in provider.credential_claims]
     settings = [{"key": f"custom_{name}", "type": "string", "label": name, "required": False,
-                 "tooltip": f"{provider.env_vars.get(name, name)}; empty: the Lambda's "
+                 "tooltip": f"{provider.env_vars.get(name) or MODULE_SETTING_HELP.get(name, name)}"
+                            "; empty: the Lambda's "
                             f"`{name}` applies."}
                 for name in dict.fromkeys(MODULE_SETTINGS + tuple(provider.module_settings))]
     return spec + [dict(ENTITIES_LIMIT_SPEC)] + settings

@@ -9,7 +9,8 @@ Knobs on the `Emulator`: `fail` maps an indicator value, a pulse id,
 "user/me" or "*" to an HTTP status, or to "not json" for a 200 HTML body; `rate_limit`
 = N answers 429 after N calls; `options["delay"]` maps a value or pulse id
 to extra seconds before answering; `options["body"]` maps a value or pulse id to
-a JSON body answered with HTTP 200 instead of the emulator's data (bad shapes).
+a JSON body answered with HTTP 200 instead of the emulator's data (bad shapes);
+`options["keys"]` = more API keys accepted beside KEY.
 """
 import ipaddress
 import json
@@ -308,7 +309,7 @@ def create_app(emulator):
             response = answer(429, {"detail": "Request was throttled."})
             response.headers["Retry-After"] = "1"
             return response
-        if request.headers.get("X-OTX-API-KEY") != KEY:
+        if request.headers.get("X-OTX-API-KEY") not in (KEY, *emulator.options.get("keys", ())):
             return answer(403, {"detail": "Authentication credentials were not provided."})
         # The raw path, as the relay encoded it: a value is exactly one segment.
         raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""

@@ -12,7 +12,8 @@ Data (written for this project; timestamps "YYYY-MM-DD HH:MM:SS" relative to now
 for the health check); `get=links` serves `{"Active DNS": [...]}`.
 
 Knobs beyond the common ones:
-- a `key` other than CLAIMS["key"]: 401 `{"error": "Invalid API key."}`
+- `options["keys"]`: more keys accepted beside CLAIMS["key"];
+- a `key` other than those: 401 `{"error": "Invalid API key."}`
   (Pulsedive documents 401 for a bad key; the body text is an assumption);
 - `fail[value]` = status: 404, 408 (still processing), 429 (+ Retry-After
   from `options["retry_after"]` when set), 401, 5xx (an HTML page for
@@ -246,7 +247,7 @@ def create_app(emulator):
         if delay:
             time.sleep(delay)
         key = request.values.get("key")
-        if key is not None and key != CLAIMS["key"]:
+        if key is not None and key not in (CLAIMS["key"], *emulator.options.get("keys", ())):
             return {}, _served(401, {"error": "Invalid API key."})
         headers, limited = _rate_check(emulator, key)
         if limited is not None:

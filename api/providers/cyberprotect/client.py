@@ -7,7 +7,7 @@ error for that observable only.
 """
 from urllib.parse import quote
 
-from api import ctim, http
+from api import cache, ctim, http, ratelimit
 from api.errors import (NotFoundError, ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
 
@@ -61,7 +61,7 @@ def read(response):
         raise NotFoundError(
             f"{TITLE} API not found (HTTP 404{suffix}); check {API_URL_VAR}")
     if status == 429:
-        wait = http.retry_after(response)
+        wait = ratelimit.retry_after(response)
         later = f"; retry in {wait:.0f} s" if wait else ""
         raise TooManyRequestsError(f"{TITLE} rate limit reached (HTTP 429){later}")
     if status >= 500:
@@ -71,12 +71,18 @@ def read(response):
 
 
 def fetch_score(ctx, value):
-    """The score document of `value`, or None when Threatscore does not know it."""
-    response = http.request(
+    """The score document of `value` (cached), or None when Threatscore does
+    not know it."""
+    return cache.fetch(ctx, "cyberprotect", "score", value, lambda: score(ctx, value),
+                       scope=(base_url(ctx),))
+
+
+def score(ctx, value):
+    """`fetch_score` without the cache (health asks live)."""
+    return read(http.request(
         ctx, TITLE, "GET", score_url(base_url(ctx), value),
         session_name="cyberprotect",
         # A 429 closes the gate for the tokens with these claims (usually `{}`),
         # so later calls fail fast instead of hammering Threatscore.
-        gate=http.RateGate.for_credential("cyberprotect", ctx),
-        headers={"Accept": "application/json"})
-    return read(response)
+        gate=ratelimit.RateGate.for_credential("cyberprotect", ctx),
+        headers={"Accept": "application/json"}))

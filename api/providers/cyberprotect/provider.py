@@ -69,4 +69,4 @@ class CyberprotectProvider(Provider):
     def health(self, ctx):
         # Any readable answer proves the API works; since 2021 the probe IP is
         # answered with 404 "Observable not found", which counts as success.
-        client.fetch_score(ctx, client.HEALTH_VALUE)
+        client.score(ctx, client.HEALTH_VALUE)

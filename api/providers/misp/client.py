@@ -1,5 +1,5 @@
 """HTTP access to a MISP instance (REST API, `Authorization: <key>`)."""
-from api import http
+from api import http, ratelimit
 from api.errors import (AuthorizationError, ConfigurationError, NotFoundError,
                         RelayError, ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
@@ -24,17 +24,16 @@ def _tls(ctx):
     return ctx.settings.get_bool("MISP_VERIFY_TLS", True)
 
 
-class MispGate(http.RateGate):
+class MispGate(ratelimit.RateGate):
     """MISP's optional per-role rate limit: X-Rate-Limit-Remaining/-Reset."""
 
     def observe(self, response):
         remaining = response.headers.get("X-Rate-Limit-Remaining")
         reset = response.headers.get("X-Rate-Limit-Reset")
         if response.status_code == 429 or remaining == "0":
-            try:
-                seconds = float(reset)
-            except (TypeError, ValueError):
-                seconds = http.retry_after(response, 60.0)
+            seconds = ratelimit.seconds(reset)
+            if seconds is None:
+                seconds = ratelimit.retry_after(response, ratelimit.DEFAULT_CLOSED)
             self.block(seconds, f"MISP rate limit reached; it resets in {seconds:.0f} s")
 
 

@@ -8,7 +8,7 @@ only if MISP_MAX_PAGES is raised above 2).
 """
 from urllib.parse import quote
 
-from api import ctim, engine
+from api import cache, ctim, engine
 from api.errors import InvalidArgumentError, RelayError, UnexpectedResponseError
 from api.providers.base import Outcome, Provider, refer_item
 from api.providers.misp import client, mapping
@@ -132,6 +132,25 @@ class MispProvider(Provider):
 
     # --- enrich ---------------------------------------------------------------
     def events_by_value(self, ctx, values, filters, pages):
+        """`search_by_value`, through the answer cache: only values it does not
+        hold are searched (one batched restSearch). The kind of lookup names
+        the filters, pages and entities limit the hits depend on."""
+        kind = "events:" + cache.keys.digest(filters, pages, ctx.entities_limit)
+        return cache.fetch_many(
+            ctx, "misp", kind, values,
+            lambda missing: self.search_by_value(ctx, missing, filters, pages),
+            scope=(client.base_url(ctx),))
+
+    @staticmethod
+    def warninglists_by_value(ctx, values):
+        """{value: {list name: id}} from warninglists/checkValue, cached per value."""
+        def load(missing):
+            listed = client.check_warninglists(ctx, missing)
+            return {v: listed.get(v) or listed.get(v.lower()) or {} for v in missing}, []
+        return cache.fetch_many(ctx, "misp", "warninglists", values, load,
+                                scope=(client.base_url(ctx),))[0]
+
+    def search_by_value(self, ctx, values, filters, pages):
         """Search `values` in MISP: ({value: hits}, errors), at most `pages` calls.
 
         The one step that asks MISP for events (a cache can wrap it: hits are
@@ -178,7 +197,7 @@ class MispProvider(Provider):
         tasks = []
         if rules.warninglists == "mark":
             pages = max(pages - 1, 1)
-            tasks.append(("warninglists", lambda: client.check_warninglists(ctx, values)))
+            tasks.append(("warninglists", lambda: self.warninglists_by_value(ctx, values)))
         tasks.insert(0, ("events", lambda: self.events_by_value(
             ctx, values, search_filters(rules), pages)))
         hits, lists = {}, {}
@@ -265,6 +284,7 @@ class MispProvider(Provider):
             raise InvalidArgumentError(problem)
         source = ctx.settings.get_str("MISP_SIGHTING_SOURCE", "Cisco XDR")
         client.add_sighting(ctx, value, action[1], source)
+        cache.invalidate(ctx, "misp", value)   # the next observe shows the sighting
 
     def health(self, ctx):
         client.version(ctx)

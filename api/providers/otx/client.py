@@ -1,7 +1,7 @@
 """HTTP access to AlienVault OTX (REST API v1, `X-OTX-API-KEY: <key>`)."""
 from urllib.parse import quote
 
-from api import http
+from api import cache, http, ratelimit
 from api.errors import (AuthorizationError, ServiceUnavailableError,
                         TooManyRequestsError, UnexpectedResponseError)
 
@@ -39,7 +39,7 @@ def _raise_for_status(response, missing_ok):
     if status in (401, 403):
         raise AuthorizationError(f"AlienVault OTX rejected the API key (HTTP {status})")
     if status == 429:
-        wait = http.retry_after(response)
+        wait = ratelimit.retry_after(response)
         hint = f"; retry in {wait:.0f} s" if wait else ""
         raise TooManyRequestsError(f"AlienVault OTX rate limit reached (HTTP 429){hint}")
     if status >= 500:
@@ -57,7 +57,7 @@ def get(ctx, path, params=None, missing_ok=True):
     url = f"{base_url(ctx)}/api/v1/{path}"
     response = http.request(
         ctx, TITLE, "GET", url, session_name="otx", params=params,
-        gate=http.RateGate.for_credential("otx", ctx),
+        gate=ratelimit.RateGate.for_credential("otx", ctx),
         headers={"X-OTX-API-KEY": ctx.key, "Accept": "application/json"})
     _raise_for_status(response, missing_ok)
     if response.status_code != 200:
@@ -72,13 +72,16 @@ def get(ctx, path, params=None, missing_ok=True):
 def general(ctx, observable_type, value):
     """The `general` section of an indicator (pulses, validation), or None."""
     section = SECTION_TYPES[observable_type]
-    return get(ctx, f"indicators/{section}/{path_value(value)}/general")
+    return cache.fetch(ctx, "otx", f"general:{section}", value, lambda: get(
+        ctx, f"indicators/{section}/{path_value(value)}/general"), scope=(base_url(ctx),))
 
 
 def pulse_indicators(ctx, pulse_id, page, page_size):
     """One page `{count, next, results[]}` of a pulse's indicators, or None."""
-    return get(ctx, f"pulses/{quote(pulse_id, safe='')}/indicators",
-               params={"sort": "-created", "limit": page_size, "page": page})
+    return cache.fetch(ctx, "otx", f"pulse-page:{page}:{page_size}", pulse_id, lambda: get(
+        ctx, f"pulses/{quote(pulse_id, safe='')}/indicators",
+        params={"sort": "-created", "limit": page_size, "page": page}),
+        scope=(base_url(ctx),))
 
 
 def user_me(ctx):

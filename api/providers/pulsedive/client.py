@@ -5,9 +5,8 @@ travels as the `key` query/form parameter, as Pulsedive documents it; it is
 never put into an error message or a log line.
 """
 import re
-import time
 
-from api import http
+from api import cache, http, ratelimit
 from api.errors import (AuthorizationError, RequestTimeoutError,
                         ServiceUnavailableError, TooManyRequestsError,
                         UnexpectedResponseError)
@@ -50,41 +49,9 @@ def error_text(response):
     return ""
 
 
-class PulsediveGate(http.RateGate):
+class PulsediveGate(ratelimit.RateGate):
     """Per-key rate state: reads `X-Requests-Remaining-*`, paces per-second
-    limits, and closes the key after a 429 for a longer period.
-
-    A key with a per-second limit (learned from the headers or from a 429)
-    gets its calls spaced `margin / limit` seconds apart; a call whose slot
-    would fall after the request's deadline fails fast instead of being sent.
-    """
-
-    margin = 1.1
-
-    def __init__(self):
-        super().__init__()
-        self.per_second = None      # learned requests/second; None = no such limit
-        self._next = 0.0            # monotonic time of the next free slot
-
-    def wait(self, ctx, title):
-        super().wait(ctx, title)    # closed key: short sleep or fail fast
-        with self._lock:
-            if not self.per_second:
-                return
-            now = time.monotonic()
-            slot = max(now, self._next)
-            if slot - now > ctx.remaining() - 0.2:
-                raise TooManyRequestsError(
-                    f"{title} allows this API key {self.per_second} request(s) per "
-                    "second; no slot is left within the relay's deadline")
-            self._next = slot + self.margin / self.per_second
-        if slot > now:
-            time.sleep(slot - now)
-
-    def _pace(self, limit, pause):
-        with self._lock:
-            self.per_second = limit
-            self._next = max(self._next, time.monotonic() + pause)
+    limits, and closes the key after a 429 for a longer period."""
 
     def observe(self, response):
         headers = response.headers
@@ -94,7 +61,7 @@ class PulsediveGate(http.RateGate):
             return
         if second is not None:
             # The limit is at least what is left plus this call.
-            self._pace(max(self.per_second or 1, second + 1), 1.0 if second == 0 else 0.0)
+            self.pace(max(self.per_second or 1, second + 1), 1.0 if second == 0 else 0.0)
         for period, adjective in (("Day", "daily"), ("Month", "monthly")):
             if _int(headers.get(f"X-Requests-Remaining-{period}")) == 0:
                 self.block(_CLOSED_FOR[period.lower()],
@@ -104,9 +71,9 @@ class PulsediveGate(http.RateGate):
     def _closed(self, response):
         message = error_text(response) or f"{TITLE} rate limit exceeded"
         match = _LIMIT_TEXT.search(message)
-        wait = http.retry_after(response)
+        wait = ratelimit.retry_after(response)
         if match and match.group(2).lower() == "second" and (wait or 0) <= self.max_sleep:
-            self._pace(max(int(match.group(1)), 1), max(wait or 0.0, 1.0))
+            self.pace(max(int(match.group(1)), 1), max(wait or 0.0, 1.0))
             return
         if wait is None:
             wait = _CLOSED_FOR.get(match.group(2).lower(), _DEFAULT_CLOSED_FOR) \
@@ -178,14 +145,16 @@ def _error_in_body(body):
 
 def info(ctx, value):
     """info.php for indicator `value`: its object, or None when Pulsedive has none."""
-    return _answer(_send(ctx, "GET", "info.php",
-                         params={"indicator": value, "key": ctx.key}))
+    return cache.fetch(ctx, "pulsedive", "info", value, lambda: _answer(_send(
+        ctx, "GET", "info.php", params={"indicator": value, "key": ctx.key})),
+        scope=(base_url(ctx),))
 
 
 def links(ctx, value):
     """info.php `get=links` for `value` ({"Active DNS": [...], ...}) or None."""
-    return _answer(_send(ctx, "GET", "info.php",
-                         params={"indicator": value, "get": "links", "key": ctx.key}))
+    return cache.fetch(ctx, "pulsedive", "links", value, lambda: _answer(_send(
+        ctx, "GET", "info.php", params={"indicator": value, "get": "links", "key": ctx.key})),
+        scope=(base_url(ctx),))
 
 
 def health(ctx):
@@ -194,7 +163,10 @@ def health(ctx):
 
 
 def scan(ctx, value, probe=False):
-    """Queue a Pulsedive scan (analyze.php) of `value`; returns the queue id."""
+    """Queue a Pulsedive scan (analyze.php) of `value`; returns the queue id.
+
+    The value's cached lookups are dropped, so the next observe shows the scan.
+    """
     response = _send(ctx, "POST", "analyze.php",
                      data={"value": value, "probe": "1" if probe else "0",
                            "key": ctx.key})
@@ -205,4 +177,5 @@ def scan(ctx, value, probe=False):
         raise UnexpectedResponseError(
             f"The data structure of the {TITLE} API has changed (no 'qid' in the "
             "scan answer)")
+    cache.invalidate(ctx, "pulsedive", value)
     return body["qid"]

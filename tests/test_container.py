@@ -350,6 +350,33 @@ def test_deadline_and_body_cap_hold_under_concurrency(emulators, tmp_path):
         assert server.stop() == 0, server.logs()
 
 
+def test_upstream_byte_cap_holds_under_concurrency(emulators, tmp_path):
+    """20 observes at once, each with one oversized upstream answer: that
+    observable alone gets `unexpected response`, the other keeps its verdict,
+    and no worker dies for it."""
+    otx = emulators["otx"]
+    otx.reset()
+    good, huge = otx.module.observables(2)
+    otx.options["body"] = {huge["value"]: {"pulse_info": {"pulses": []},
+                                           "padding": "x" * 200_000}}
+    server = Server(tmp_path, OTX_API_URL=otx.url, RELAY_MAX_UPSTREAM_BYTES="50000",
+                    RELAY_CACHE_TTL="0")
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: post(
+                server, "/otx/observe/observables", [good, huge], otx.module.CLAIMS),
+                range(20)))
+        for response in answers:
+            body = valid_json("/otx/observe/observables", response, [good, huge])
+            assert [e["code"] for e in body["errors"]] == ["unexpected response"], body
+            assert huge["value"] in body["errors"][0]["message"]
+            verdicts = body["data"]["verdicts"]["docs"]
+            assert [v["observable"] for v in verdicts] == [good], body
+    finally:
+        otx.reset()
+        assert server.stop() == 0, server.logs()
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(emulators, tmp_path):
     misp = emulators["misp"]
     misp.reset()
